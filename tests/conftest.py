@@ -1,0 +1,30 @@
+"""Shared helpers: the recipe's config composed in-process, and small model sizes for fast tests."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG_DIR = ROOT / "recipes" / "config"
+sys.path.insert(0, str(ROOT / "recipes"))
+
+#: A schedule of a few hundred steps with small networks: exercises every part of the recipe.
+TINY = [
+    "experiment=quick", "device=cpu", "quiet=true", "env.max_episode_steps=50",
+    "stage1.random_steps=200", "stage1.steps=300", "stage2.steps=200", "stage1.bc_every=100",
+    "stage1.bc_batch_size=50", "stage1.bc_epochs=2", "td3.batch_size=64", "eval.every=250", "eval.episodes=2",
+    "checkpoint.every=100", "transformer.d_model=32", "transformer.d_ff=64", "accelerator.hidden_sizes=[32,32]",
+]
+
+
+def compose_config(*overrides: str):
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose(config_name="td3_accelerate", overrides=list(overrides))
+
+
+@pytest.fixture
+def tiny_config():
+    return lambda *extra: compose_config(*TINY, *extra)

@@ -1,0 +1,80 @@
+"""Checks on a run's configuration, made before any training starts."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig
+
+from trl_accel.envs.make import check_env_available
+from trl_accel.stages.acceleration import BC_DATA_SOURCES, BC_TARGETS
+from trl_accel.stages.switch import SWITCH_RULES
+
+MODES = ("accelerate", "mlp_td3", "transformer_td3")
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot run, with what to change."""
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when present, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device={name} was asked for, but no CUDA device is available. Use device=auto or device=cpu.")
+    if name != "cpu" and not name.startswith("cuda"):
+        raise ConfigError(f"device must be auto, cpu or cuda[:N], got '{name}'.")
+    return torch.device(name)
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+def validate_config(cfg: DictConfig) -> None:
+    """Raise :class:`ConfigError` for the first problem found in ``cfg``."""
+    _require(cfg.mode in MODES, f"mode must be one of {MODES}, got '{cfg.mode}'.")
+    try:
+        check_env_available(cfg.env.name)
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
+    resolve_device(str(cfg.device))
+    _require(cfg.transformer.context_len >= 1,
+             f"transformer.context_len must be >= 1 (the window holds the current observation), got {cfg.transformer.context_len}.")
+    batch = cfg.td3.batch_size
+    _require(batch >= 1, f"td3.batch_size must be >= 1, got {batch}.")
+    for name in ("stage1.buffer_size", "stage2.buffer_size", "baseline.buffer_size"):
+        section, key = name.split(".")
+        size = cfg[section][key]
+        _require(batch <= size, f"td3.batch_size ({batch}) is larger than {name} ({size}): "
+                                f"lower td3.batch_size or raise {name}.")
+    stage1 = cfg.stage1
+    _require(stage1.bc_data in BC_DATA_SOURCES, f"stage1.bc_data must be one of {BC_DATA_SOURCES}, got '{stage1.bc_data}'.")
+    _require(stage1.bc_target in BC_TARGETS, f"stage1.bc_target must be one of {BC_TARGETS}, got '{stage1.bc_target}'.")
+    _require(not (stage1.bc_data == "dagger" and stage1.bc_target == "executed"),
+             "stage1.bc_data=dagger labels the transformer's own actions with the accelerator: use stage1.bc_target=accelerator.")
+    _require(stage1.bc_batch_size <= stage1.bc_every,
+             f"stage1.bc_batch_size ({stage1.bc_batch_size}) is larger than the trajectory buffer (stage1.bc_every={stage1.bc_every}).")
+    _require(stage1.switch.rule in SWITCH_RULES, f"stage1.switch.rule must be one of {SWITCH_RULES}, got '{stage1.switch.rule}'.")
+    for name in ("stage1.steps", "stage1.random_steps", "stage2.steps", "eval.every", "checkpoint.every"):
+        section, key = name.split(".")
+        _require(cfg[section][key] >= 0, f"{name} must be >= 0, got {cfg[section][key]}.")
+    _require(cfg.eval.episodes >= 1, f"eval.episodes must be >= 1, got {cfg.eval.episodes}.")
+    if cfg.stage2.init_from is not None:
+        _require(cfg.mode == "accelerate", "stage2.init_from is for mode=accelerate.")
+        _require(Path(cfg.stage2.init_from).is_file(),
+                 f"stage2.init_from='{cfg.stage2.init_from}' does not exist. Point it at a stage-one checkpoint "
+                 "(RUN_DIR/checkpoints/stage1.pt).")
+    if cfg.resume is not None:
+        path = Path(cfg.resume)
+        _require(path.is_file() or (path / "checkpoints" / "last.pt").is_file(),
+                 f"resume='{cfg.resume}' is neither a checkpoint file nor a run directory with checkpoints/last.pt.")
+
+
+def check_checkpoint_shapes(checkpoint_shapes: dict, env_shapes: dict, path: str) -> None:
+    """Raise :class:`ConfigError` when a checkpoint was made for other observation/action sizes."""
+    if checkpoint_shapes != env_shapes:
+        raise ConfigError(f"The checkpoint '{path}' was made for {checkpoint_shapes}, but this env and config give "
+                          f"{env_shapes}. Use the same env and transformer.context_len as the run that wrote it.")

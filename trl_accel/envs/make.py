@@ -1,0 +1,108 @@
+"""Environment factories: a gymnasium task wrapped as a TorchRL env with context windows."""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torchrl.envs import (
+    Compose,
+    DoubleToFloat,
+    EnvBase,
+    GymEnv,
+    InitTracker,
+    RewardSum,
+    SerialEnv,
+    StepCounter,
+    TransformedEnv,
+)
+
+from trl_accel.envs.context import context_window_transforms
+
+#: Tasks with a config group in ``recipes/config/env``; any other gymnasium id works through
+#: ``env.name=<id>`` as long as gymnasium knows it.
+KNOWN_ENVS: dict[str, str] = {
+    "halfcheetah": "HalfCheetah-v5",
+    "hopper": "Hopper-v5",
+    "ant": "Ant-v5",
+    "walker2d": "Walker2d-v5",
+    "pendulum": "Pendulum-v1",
+    "inverted_pendulum": "InvertedPendulum-v5",
+}
+
+_MUJOCO_PREFIXES = ("HalfCheetah", "Hopper", "Ant", "Walker2d", "InvertedPendulum", "InvertedDoublePendulum",
+                    "Humanoid", "Swimmer", "Reacher", "Pusher")
+
+
+class EnvConfigError(ValueError):
+    """An environment that cannot be built, with what to do about it."""
+
+
+def needs_mujoco(env_name: str) -> bool:
+    return env_name.startswith(_MUJOCO_PREFIXES)
+
+
+def check_env_available(env_name: str) -> None:
+    """Raise :class:`EnvConfigError` if ``env_name`` is unknown to gymnasium or MuJoCo is missing."""
+    import gymnasium as gym
+
+    if env_name not in gym.registry:
+        known = ", ".join(f"{group} ({gym_id})" for group, gym_id in KNOWN_ENVS.items())
+        raise EnvConfigError(
+            f"Unknown environment '{env_name}'. Known env groups: {known}. "
+            "Pick one with env=<group>, or pass any registered gymnasium id with env.name=<id>."
+        )
+    if needs_mujoco(env_name):
+        try:
+            import mujoco  # noqa: F401
+        except ImportError as err:
+            raise EnvConfigError(
+                f"'{env_name}' needs MuJoCo, which is not installed ({err}). "
+                "Install it with: pip install 'gymnasium[mujoco]'"
+            ) from err
+
+
+def make_base_env(env_name: str, device: torch.device | str = "cpu", seed: int | None = None,
+                  max_episode_steps: int | None = None) -> EnvBase:
+    """A single gymnasium env as a TorchRL env with float32 observations and actions."""
+    kwargs = {"max_episode_steps": max_episode_steps} if max_episode_steps else {}
+    env = TransformedEnv(GymEnv(env_name, device=device, **kwargs), DoubleToFloat())
+    if seed is not None:
+        env.set_seed(seed)
+    return env
+
+
+def env_transforms(context_len: int) -> Compose:
+    """The transform stack shared by training and evaluation envs.
+
+    Writes ``is_init``, ``step_count``, ``episode_reward``,
+    ``observation_window`` [K, obs_dim] and ``window_mask`` [K].
+    """
+    return Compose(
+        InitTracker(),
+        StepCounter(),
+        RewardSum(),
+        context_window_transforms(context_len),
+    )
+
+
+def make_env(env_name: str, context_len: int, device: torch.device | str = "cpu", seed: int | None = None,
+             max_episode_steps: int | None = None, num_envs: int = 1) -> TransformedEnv:
+    """A training or evaluation env: ``num_envs`` copies (a :class:`SerialEnv` when > 1) plus windows.
+
+    With ``num_envs > 1`` each copy gets its own seed (``seed``, ``seed + 1``, ...), which is what
+    evaluation over several episodes uses.
+    """
+    check_env_available(env_name)
+    factory: Callable[[], EnvBase] = lambda: make_base_env(env_name, device, None, max_episode_steps)  # noqa: E731
+    base = factory() if num_envs == 1 else SerialEnv(num_envs, factory, device=device)
+    env = TransformedEnv(base, env_transforms(context_len), auto_unwrap=True)
+    if seed is not None:
+        env.set_seed(seed)
+    return env
+
+
+def episode_limit(env_name: str, max_episode_steps: int | None = None) -> int:
+    """The episode length cap: ``max_episode_steps`` if given, else gymnasium's registered limit."""
+    import gymnasium as gym
+
+    return max_episode_steps or gym.spec(env_name).max_episode_steps or 1000

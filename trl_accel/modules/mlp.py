@@ -1,0 +1,50 @@
+"""MLP accelerator: deterministic actor bounded to the action spec, and the Q critic."""
+from __future__ import annotations
+
+from typing import Sequence
+
+from tensordict.nn import TensorDictModule, TensorDictSequential
+from torch import nn
+from torchrl.data import TensorSpec
+from torchrl.modules import MLP, TanhModule, ValueOperator
+
+from trl_accel.envs.context import OBSERVATION_KEY
+
+ACTION_KEY = "action"
+PARAM_KEY = "param"
+STATE_ACTION_VALUE_KEY = "state_action_value"
+
+
+def bounded_action_head(action_spec: TensorSpec) -> TanhModule:
+    """``param`` (unbounded, [*B, A]) -> ``action`` (tanh, scaled to ``action_spec``'s box)."""
+    return TanhModule(in_keys=[PARAM_KEY], out_keys=[ACTION_KEY], spec=action_spec)
+
+
+def make_mlp_actor(obs_dim: int, action_spec: TensorSpec, hidden_sizes: Sequence[int] = (256, 256)) -> TensorDictSequential:
+    """Deterministic MLP actor.
+
+    Reads ``observation`` [*B, obs_dim]; writes ``param`` [*B, A] and ``action`` [*B, A] within
+    ``action_spec``. Table 1 of the paper (MuJoCo column): 2 hidden layers of 256, ReLU.
+    """
+    action_dim = action_spec.shape[-1]
+    body = MLP(in_features=obs_dim, out_features=action_dim, num_cells=list(hidden_sizes), activation_class=nn.ReLU)
+    return TensorDictSequential(
+        TensorDictModule(body, in_keys=[OBSERVATION_KEY], out_keys=[PARAM_KEY]),
+        bounded_action_head(action_spec),
+    )
+
+
+def make_q_critic(obs_dim: int, action_dim: int, hidden_sizes: Sequence[int] = (256, 256)) -> ValueOperator:
+    """One Q network: reads ``observation`` [*B, obs_dim] and ``action`` [*B, A]; writes
+    ``state_action_value`` [*B, 1]. The twin pair is two of these, stacked by ``TD3Loss``."""
+    body = MLP(in_features=obs_dim + action_dim, out_features=1, num_cells=list(hidden_sizes), activation_class=nn.ReLU)
+    return ValueOperator(body, in_keys=[OBSERVATION_KEY, ACTION_KEY], out_keys=[STATE_ACTION_VALUE_KEY])
+
+
+def make_twin_q_critics(obs_dim: int, action_dim: int, hidden_sizes: Sequence[int] = (256, 256)) -> list[ValueOperator]:
+    """Two independently initialised Q networks, to pass as ``TD3Loss(qvalue_network=[q1, q2])``.
+
+    Passing a list keeps PyTorch's default initialisation for both (a single module would be
+    expanded by TorchRL and its copies re-drawn uniformly between the weights' min and max).
+    """
+    return [make_q_critic(obs_dim, action_dim, hidden_sizes) for _ in range(2)]

@@ -1,0 +1,98 @@
+"""Stage one's own parts (Algorithms 1 and 2): the trajectory buffer T and the BC learner."""
+from __future__ import annotations
+
+import torch
+from tensordict import TensorDictBase
+from tensordict.nn import TensorDictModule
+from torchrl.data import LazyTensorStorage, ReplayBuffer, SamplerWithoutReplacement
+from torchrl.objectives import SoftUpdate
+
+from trl_accel.envs.context import MASK_KEY, OBSERVATION_KEY, WINDOW_KEY
+from trl_accel.modules.mlp import ACTION_KEY
+from trl_accel.objectives.bc import TARGET_ACTION_KEY, BehaviourCloningLoss
+
+#: Where the pairs in T come from.
+BC_DATA_SOURCES = ("training", "evaluation", "dagger")
+#: What the transformer clones.
+BC_TARGETS = ("accelerator", "executed")
+
+PAIR_KEYS = (WINDOW_KEY, MASK_KEY, OBSERVATION_KEY, ACTION_KEY)
+
+
+def make_trajectory_buffer(capacity: int, batch_size: int, device: torch.device | str = "cpu") -> ReplayBuffer:
+    """T: a small buffer of (window, mask, observation, executed action) pairs, sampled without
+    replacement so one pass over it is one epoch; emptied after every BC round."""
+    return ReplayBuffer(storage=LazyTensorStorage(capacity, device=device),
+                        sampler=SamplerWithoutReplacement(drop_last=False), batch_size=batch_size)
+
+
+def bc_pairs(batch: TensorDictBase) -> TensorDictBase:
+    """The keys of a collector batch that go into T, flattened to one batch dimension."""
+    return batch.select(*PAIR_KEYS).reshape(-1)
+
+
+def add_state_noise(pairs: TensorDictBase, sigma: float) -> TensorDictBase:
+    """Gaussian noise of std ``sigma`` on the real positions of the window; ``observation`` is set to
+    the noisy last entry so that an accelerator label is computed on the same noisy state."""
+    window = pairs.get(WINDOW_KEY)
+    real = pairs.get(MASK_KEY).unsqueeze(-1)
+    noisy = window + sigma * torch.randn_like(window) * real
+    return pairs.set(WINDOW_KEY, noisy).set(OBSERVATION_KEY, noisy[..., -1, :])
+
+
+class BehaviourCloner:
+    """Trains the transformer on T by MSE (Algorithm 2), soft-updating its target each gradient step.
+
+    ``target="accelerator"`` labels each pair with the accelerator's deterministic action,
+    recomputed at training time (the noise-free, current teacher); ``target="executed"`` clones the
+    stored executed action (the noisy one for training data), as Algorithm 1 stores it.
+    """
+
+    def __init__(self, transformer: TensorDictModule, accelerator: TensorDictModule, target: str = "accelerator",
+                 lr: float = 3e-4, tau: float = 0.005, epochs: int = 1, state_noise: float = 0.0):
+        if target not in BC_TARGETS:
+            raise ValueError(f"bc_target must be one of {BC_TARGETS}, got '{target}'.")
+        self.loss = BehaviourCloningLoss(transformer)
+        self.target_updater = SoftUpdate(self.loss, tau=tau)
+        self.optimizer = torch.optim.Adam(list(self.loss.actor_network_params.values(True, True)), lr=lr)
+        self.accelerator = accelerator
+        self.target = target
+        self.epochs = epochs
+        self.state_noise = state_noise
+        self.num_updates = 0
+
+    def label(self, pairs: TensorDictBase) -> TensorDictBase:
+        if self.state_noise > 0:
+            pairs = add_state_noise(pairs, self.state_noise)
+        if self.target == "accelerator":
+            with torch.no_grad():
+                target = self.accelerator(pairs.select(OBSERVATION_KEY)).get(ACTION_KEY)
+        else:
+            target = pairs.get(ACTION_KEY)
+        return pairs.set(TARGET_ACTION_KEY, target)
+
+    def step(self, pairs: TensorDictBase) -> torch.Tensor:
+        loss = self.loss(self.label(pairs)).get("loss_bc")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.target_updater.step()
+        self.num_updates += 1
+        return loss.detach()
+
+    def train_on(self, trajectory_buffer: ReplayBuffer) -> float:
+        """``epochs`` passes over T, then T is emptied. Returns the mean BC loss."""
+        losses = []
+        for _ in range(self.epochs):
+            for pairs in trajectory_buffer:
+                losses.append(self.step(pairs))
+        trajectory_buffer.empty()
+        return torch.stack(losses).mean().item() if losses else float("nan")
+
+    def state_dict(self) -> dict:
+        return {"loss": self.loss.state_dict(), "optimizer": self.optimizer.state_dict(), "num_updates": self.num_updates}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.loss.load_state_dict(state["loss"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.num_updates = state["num_updates"]

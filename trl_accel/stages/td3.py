@@ -1,0 +1,85 @@
+"""A TD3 learner built from TorchRL's ``TD3Loss``: one critic step per call, delayed actor step."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from tensordict import TensorDictBase
+from tensordict.nn import TensorDictModule, TensorDictSequential
+from torchrl.data import TensorSpec
+from torchrl.modules import AdditiveGaussianModule
+from torchrl.objectives import SoftUpdate, TD3Loss
+
+
+@dataclass
+class TD3Settings:
+    """Table 1 of the paper, MuJoCo column."""
+
+    gamma: float = 0.99
+    tau: float = 0.005
+    lr: float = 3e-4
+    policy_noise: float = 0.2
+    noise_clip: float = 0.5
+    exploration_noise: float = 0.1
+    policy_delay: int = 2
+    batch_size: int = 256  # read by the replay buffer, kept here with the rest of Table 1
+
+
+def make_exploration_policy(actor: TensorDictModule, action_spec: TensorSpec, sigma: float) -> TensorDictSequential:
+    """``actor`` followed by Gaussian noise of std ``sigma`` times the action half-range, clipped
+    to the spec. The noise is added only under ``ExplorationType.RANDOM`` (the collector's default)."""
+    half_range = (action_spec.space.high - action_spec.space.low) / 2
+    noise = AdditiveGaussianModule(spec=action_spec, sigma_init=float(sigma), sigma_end=float(sigma),
+                                   std=half_range.tolist(), device=half_range.device)
+    return TensorDictSequential(actor, noise)
+
+
+class TD3Learner:
+    """``TD3Loss`` with its two Adam optimisers and soft target updates.
+
+    ``update(batch)`` reads what the loss needs from a replay-buffer sample (``observation``,
+    ``action``, the actor's in-keys, ``("next", ...)`` with ``reward``, ``done``, ``terminated``):
+    one critic step each call; every ``policy_delay``-th call, one actor step and a soft update of
+    all targets (actor and both critics). Truncation bootstraps: only ``terminated`` stops the target.
+    ``compile=True`` wraps the two loss computations in ``torch.compile``.
+    """
+
+    def __init__(self, actor: TensorDictModule, critics: list[TensorDictModule], action_spec: TensorSpec,
+                 settings: TD3Settings, compile: bool = False):
+        self.settings = settings
+        self.loss = TD3Loss(actor, critics, action_spec=action_spec, policy_noise=settings.policy_noise,
+                            noise_clip=settings.noise_clip, loss_function="l2")
+        self.loss.make_value_estimator(gamma=settings.gamma)
+        self.target_updater = SoftUpdate(self.loss, tau=settings.tau)
+        self.critic_optimizer = torch.optim.Adam(list(self.loss.qvalue_network_params.values(True, True)), lr=settings.lr)
+        self.actor_optimizer = torch.optim.Adam(list(self.loss.actor_network_params.values(True, True)), lr=settings.lr)
+        self.num_updates = 0
+        self._value_loss = torch.compile(self.loss.value_loss) if compile else self.loss.value_loss
+        self._actor_loss = torch.compile(self.loss.actor_loss) if compile else self.loss.actor_loss
+
+    def update(self, batch: TensorDictBase) -> dict[str, float | torch.Tensor]:
+        """One TD3 step on ``batch``; returns detached losses (``loss_qvalue``, and ``loss_actor`` on actor steps)."""
+        loss_qvalue, _ = self._value_loss(batch)
+        self.critic_optimizer.zero_grad(set_to_none=True)
+        loss_qvalue.backward()
+        self.critic_optimizer.step()
+        self.num_updates += 1
+        out = {"loss_qvalue": loss_qvalue.detach()}
+        if self.num_updates % self.settings.policy_delay == 0:
+            loss_actor, _ = self._actor_loss(batch)
+            self.actor_optimizer.zero_grad(set_to_none=True)
+            loss_actor.backward()
+            self.actor_optimizer.step()
+            self.target_updater.step()
+            out["loss_actor"] = loss_actor.detach()
+        return out
+
+    def state_dict(self) -> dict:
+        return {"loss": self.loss.state_dict(), "critic_optimizer": self.critic_optimizer.state_dict(),
+                "actor_optimizer": self.actor_optimizer.state_dict(), "num_updates": self.num_updates}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.loss.load_state_dict(state["loss"])
+        self.critic_optimizer.load_state_dict(state["critic_optimizer"])
+        self.actor_optimizer.load_state_dict(state["actor_optimizer"])
+        self.num_updates = state["num_updates"]

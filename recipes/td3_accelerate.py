@@ -9,6 +9,7 @@ stage two (transformer fine-tuned with the accelerator's critics), and the basel
 from __future__ import annotations
 
 import random
+import resource
 import sys
 from pathlib import Path
 
@@ -139,7 +140,8 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> dict:
         run.save("final", payload(learner=learner))
         summary = {**summary_base, "env_steps": run.state["env_steps"], "wall_time_s": run.wall_time(),
                    "switch_step": None, "switch_reason": None, "stage1": {}, "stage2": {},
-                   "final_return": final[f"{name}_return"], "evaluations": run.state["evaluations"]}
+                   "final_return": final[f"{name}_return"], "learning_steps_per_s": run.throughput(),
+                   "evaluations": run.state["evaluations"]}
         return finish(run, summary, cfg)
 
     # ---- stage one (Algorithms 1 and 2): the accelerator learns by TD3; the transformer clones it
@@ -196,6 +198,8 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> dict:
                               checkpoint_payload=lambda: payload(accelerator_learner=accelerator_learner, cloner=cloner,
                                                                  switch=switch, replay=replay),
                               after_batch=train_transformer, after_evaluation=switch_now)
+        if len(trajectory_buffer) >= stage1.bc_batch_size:
+            run.log({"train/loss_bc": cloner.train_on(trajectory_buffer)})  # the pairs collected since the last round
         at_switch = run.record_evaluation(evaluate(run, accelerator=accelerator, transformer=transformer))
         run.state.update(switch_step=run.state["env_steps"],
                          switch_reason=reason if reason != "completed" else f"{stage1.switch.rule}: reached stage1.steps")
@@ -223,12 +227,13 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> dict:
                "wall_time_s": run.wall_time(), "switch_step": run.state["switch_step"],
                "switch_reason": run.state["switch_reason"], "random_return": run.state["results"]["random_return"],
                "stage1": run.state["results"].get("stage1", {}), "stage2": run.state["results"]["stage2"],
-               "evaluations": run.state["evaluations"]}
+               "learning_steps_per_s": run.throughput(), "evaluations": run.state["evaluations"]}
     return finish(run, summary, cfg)
 
 
 def finish(run: Run, summary: dict, cfg: DictConfig) -> dict:
     run.state["stage"] = "done"
+    summary["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     run.close()
     run.write_json("summary.json", summary)
     plot_curves(run.state["evaluations"], run.run_dir / "curves.png", f"{cfg.env.name} ({cfg.mode}, seed {cfg.seed})",

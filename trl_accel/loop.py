@@ -27,7 +27,9 @@ class Run:
     """Counters, evaluation records, metrics, progress bar and checkpoints of one run.
 
     ``state`` (saved in every checkpoint) holds ``stage``, ``stage_steps``, ``env_steps``,
-    ``bc_env_steps``, ``evaluations``, ``switch_step``, ``switch_reason``, ``results``, ``wall_time_s``.
+    ``bc_env_steps``, ``evaluations``, ``switch_step``, ``switch_reason``, ``results``, ``wall_time_s``, and
+    ``throughput``: per stage, the learning steps (after the random start) and the seconds they took,
+    evaluations and checkpoints excluded.
     """
 
     def __init__(self, run_dir: Path, logger: Logger | None, total_steps: int, eval_every: int,
@@ -37,7 +39,8 @@ class Run:
         self.eval_every = eval_every
         self.checkpoint_every = checkpoint_every
         self.state = state or {"stage": None, "stage_steps": 0, "env_steps": 0, "bc_env_steps": 0, "evaluations": [],
-                               "switch_step": None, "switch_reason": None, "results": {}, "wall_time_s": 0.0}
+                               "switch_step": None, "switch_reason": None, "results": {}, "wall_time_s": 0.0,
+                               "throughput": {}}
         self._started = time.perf_counter() - self.state["wall_time_s"]
         self.progress = tqdm(total=total_steps, initial=self.state["env_steps"], unit="step", dynamic_ncols=True,
                              disable=quiet, desc=self.state["stage"] or "")
@@ -94,6 +97,16 @@ class Run:
         self.wall_time()
         return save_checkpoint(self.run_dir / "checkpoints" / f"{name}.pt", {**payload, "run_state": self.state})
 
+    def add_learning_time(self, frames: int, seconds: float) -> None:
+        entry = self.state["throughput"].setdefault(self.state["stage"], {"steps": 0, "seconds": 0.0})
+        entry["steps"] += frames
+        entry["seconds"] += seconds
+
+    def throughput(self) -> dict[str, float]:
+        """Learning env-steps per second of each stage so far (evaluations and checkpoints excluded)."""
+        return {stage: entry["steps"] / entry["seconds"] for stage, entry in self.state["throughput"].items()
+                if entry["seconds"] > 0}
+
     def write_json(self, name: str, content: dict) -> Path:
         path = self.run_dir / name
         path.write_text(json.dumps(content, indent=2))
@@ -124,8 +137,10 @@ def online_phase(run: Run, env: EnvBase, policy: TensorDictBase, learner: TD3Lea
                           total_frames=math.ceil(remaining / frames_per_batch) * frames_per_batch,
                           init_random_frames=max(0, random_steps - run.state["stage_steps"]))
     reason = "completed"
+    batch_started = time.perf_counter()
     try:
         for batch in collector:
+            learning = run.state["stage_steps"] >= random_steps
             batch = batch.reshape(-1)
             replay.extend(batch.exclude(*UNSTORED_KEYS))
             run.advance(batch.numel())
@@ -139,6 +154,8 @@ def online_phase(run: Run, env: EnvBase, policy: TensorDictBase, learner: TD3Lea
             if after_batch is not None:
                 metrics.update(after_batch(batch))
             run.log(metrics)
+            if learning:
+                run.add_learning_time(batch.numel(), time.perf_counter() - batch_started)
             if run.evaluation_due():
                 record = run.record_evaluation(evaluate())
                 if after_evaluation is not None and (stop := after_evaluation(record)):
@@ -147,6 +164,7 @@ def online_phase(run: Run, env: EnvBase, policy: TensorDictBase, learner: TD3Lea
                 run.save("last", checkpoint_payload())
             if reason != "completed" or run.state["stage_steps"] >= phase_steps:
                 break
+            batch_started = time.perf_counter()
     finally:
         collector.shutdown()
     return reason

@@ -1,0 +1,69 @@
+"""Bad input gets one clear error before any training starts."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from tests.conftest import ROOT
+from trl_accel.checkpoint import save_checkpoint
+from trl_accel.config import ConfigError, check_checkpoint_shapes, validate_config
+from trl_accel.envs import make
+from td3_accelerate import run_experiment
+
+
+def test_unknown_env_lists_the_known_ones(tiny_config):
+    with pytest.raises(ConfigError, match="Unknown environment 'NoSuchEnv-v0'.*hopper \\(Hopper-v5\\)"):
+        validate_config(tiny_config("env.name=NoSuchEnv-v0"))
+
+
+def test_context_len_below_one_is_refused(tiny_config):
+    with pytest.raises(ConfigError, match="context_len must be >= 1"):
+        validate_config(tiny_config("transformer.context_len=0"))
+
+
+def test_batch_larger_than_buffer_is_refused(tiny_config):
+    with pytest.raises(ConfigError, match=r"td3.batch_size \(64\) is larger than stage2.buffer_size \(10\)"):
+        validate_config(tiny_config("stage2.buffer_size=10"))
+
+
+def test_stage_two_from_a_missing_checkpoint_is_refused(tiny_config, tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        validate_config(tiny_config(f"stage2.init_from={tmp_path / 'nope.pt'}"))
+
+
+def test_stage_two_from_a_checkpoint_of_other_shapes_is_refused(tiny_config, tmp_path):
+    path = save_checkpoint(tmp_path / "stage1.pt", {"shapes": {"obs_dim": 11, "action_dim": 3, "context_len": 3},
+                                                    "accelerator_learner": {}, "cloner": {}, "run_state": {}})
+    with pytest.raises(ConfigError, match="was made for .*obs_dim': 11"):
+        run_experiment(tiny_config(f"stage2.init_from={path}"), tmp_path / "run")
+    assert not (tmp_path / "run" / "summary.json").exists()
+
+
+def test_checkpoint_shapes_must_match():
+    check_checkpoint_shapes({"obs_dim": 3}, {"obs_dim": 3}, "x")
+    with pytest.raises(ConfigError):
+        check_checkpoint_shapes({"obs_dim": 3}, {"obs_dim": 4}, "x")
+
+
+def test_missing_mujoco_names_the_install_command(monkeypatch):
+    monkeypatch.setitem(sys.modules, "mujoco", None)
+    with pytest.raises(make.EnvConfigError, match=r"pip install 'gymnasium\[mujoco\]'"):
+        make.check_env_available("Hopper-v5")
+
+
+def test_cuda_asked_for_without_cuda_is_refused(tiny_config):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(ConfigError, match="no CUDA device"):
+        validate_config(tiny_config("device=cuda"))
+
+
+def test_recipe_prints_one_clear_error_and_exits_2():
+    result = subprocess.run([sys.executable, "recipes/td3_accelerate.py", "env.name=NoSuchEnv-v0"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("error: Unknown environment 'NoSuchEnv-v0'")
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,89 @@
+"""The recipe end to end on a tiny schedule: outputs, baselines, data sources, resume, compile."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from trl_accel import loop
+from td3_accelerate import run_experiment
+
+TOTAL = 200 + 300 + 200  # random + stage-one + stage-two steps in the tiny schedule
+
+
+def test_accelerate_run_writes_summary_curves_metrics_and_checkpoints(tiny_config, tmp_path):
+    summary = run_experiment(tiny_config(), tmp_path)
+    written = json.loads((tmp_path / "summary.json").read_text())
+    for key in ("env", "seed", "env_steps", "wall_time_s", "switch_step", "switch_reason"):
+        assert key in written
+    assert written["env_steps"] == TOTAL and written["switch_step"] == 500
+    assert written["switch_reason"] == "fixed: reached stage1.steps"
+    for key in ("accelerator_return", "transformer_return"):
+        assert isinstance(written["stage1"][key], float)
+    assert isinstance(written["stage2"]["transformer_return"], float)
+    assert summary["stage2"] == written["stage2"]
+    assert (tmp_path / "curves.png").stat().st_size > 10_000
+    for name in ("stage1.pt", "stage2.pt", "last.pt"):
+        assert (tmp_path / "checkpoints" / name).is_file()
+    scalars = tmp_path / "metrics" / "scalars"
+    assert (scalars / "eval" / "transformer_return.csv").read_text().strip()
+    assert (scalars / "train" / "loss_bc.csv").read_text().strip()
+
+
+@pytest.mark.parametrize("mode, key", [("mlp_td3", "mlp_return"), ("transformer_td3", "transformer_return")])
+def test_baselines_run_through_the_same_recipe(tiny_config, tmp_path, mode, key):
+    summary = run_experiment(tiny_config(f"mode={mode}"), tmp_path)
+    assert summary["env_steps"] == TOTAL and summary["switch_step"] is None
+    assert isinstance(summary["final_return"], float)
+    assert all(key in record for record in summary["evaluations"])
+
+
+@pytest.mark.parametrize("source", ["evaluation", "dagger"])
+def test_other_bc_data_sources_fill_the_trajectory_buffer(tiny_config, tmp_path, source):
+    summary = run_experiment(tiny_config(f"stage1.bc_data={source}", "stage2.steps=0"), tmp_path)
+    assert summary["bc_env_steps"] == 300  # one batch of bc_every=100 rollout steps per BC round
+    assert (tmp_path / "metrics" / "scalars" / "train" / "loss_bc.csv").read_text().count("\n") == 3
+
+
+def test_resume_after_a_crash_continues_the_counters(tiny_config, tmp_path, monkeypatch):
+    saved = []
+    original_save = loop.Run.save
+
+    def save_then_crash(self, name, payload):
+        path = original_save(self, name, payload)
+        saved.append(dict(self.state))
+        if len(saved) == 3:
+            raise KeyboardInterrupt("simulated kill right after a checkpoint")
+        return path
+
+    monkeypatch.setattr(loop.Run, "save", save_then_crash)
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(tiny_config(), tmp_path)
+    monkeypatch.setattr(loop.Run, "save", original_save)
+    at_crash = saved[-1]
+    assert at_crash["stage"] == "stage1" and at_crash["env_steps"] == 300
+    checkpoint = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=False)
+    assert checkpoint["accelerator_learner"]["num_updates"] == 100
+
+    summary = run_experiment(tiny_config(f"resume={tmp_path}"), tmp_path / "ignored")
+    assert summary["env_steps"] == TOTAL
+    assert summary["switch_step"] == 500
+    evaluations_before = [e for e in summary["evaluations"] if e["env_steps"] <= 300]
+    assert len(evaluations_before) == len(at_crash["evaluations"])
+    resumed = torch.load(tmp_path / "checkpoints" / "stage1.pt", weights_only=False)
+    assert resumed["accelerator_learner"]["num_updates"] == 300  # 100 before the crash + 200 after
+
+
+def test_stage_two_can_start_from_a_stage_one_checkpoint(tiny_config, tmp_path):
+    run_experiment(tiny_config("stage2.steps=0"), tmp_path / "first")
+    summary = run_experiment(tiny_config(f"stage2.init_from={tmp_path / 'first' / 'checkpoints' / 'stage1.pt'}"),
+                             tmp_path / "second")
+    assert summary["switch_step"] == 500
+    assert summary["env_steps"] == 200
+
+
+def test_compiled_updates_run(tiny_config, tmp_path):
+    summary = run_experiment(tiny_config("compile=true", "stage1.random_steps=100", "stage1.steps=100",
+                                         "stage2.steps=100", "eval.every=1000", "eval.episodes=1"), tmp_path)
+    assert summary["env_steps"] == 300

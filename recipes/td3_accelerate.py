@@ -198,8 +198,6 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> dict:
                               checkpoint_payload=lambda: payload(accelerator_learner=accelerator_learner, cloner=cloner,
                                                                  switch=switch, replay=replay),
                               after_batch=train_transformer, after_evaluation=switch_now)
-        if len(trajectory_buffer) >= stage1.bc_batch_size:
-            run.log({"train/loss_bc": cloner.train_on(trajectory_buffer)})  # the pairs collected since the last round
         at_switch = run.record_evaluation(evaluate(run, accelerator=accelerator, transformer=transformer))
         run.state.update(switch_step=run.state["env_steps"],
                          switch_reason=reason if reason != "completed" else f"{stage1.switch.rule}: reached stage1.steps")

@@ -1,0 +1,18 @@
+"""The method learns: stage one brings the transformer near its accelerator (fails when it stops working)."""
+from __future__ import annotations
+
+from tests.conftest import compose_config
+from td3_accelerate import run_experiment
+
+
+def test_stage_one_brings_the_transformer_near_the_accelerator(tmp_path):
+    # The quick schedule on Pendulum-v1: 1000 random steps, then 7000 steps of TD3 + behaviour cloning.
+    cfg = compose_config("experiment=quick", "device=cpu", "quiet=true", "seed=0", "stage2.steps=0",
+                         "eval.episodes=10", "eval.every=2000", "checkpoint.every=0", "logger.backend=none")
+    summary = run_experiment(cfg, tmp_path)
+    random_return = summary["random_return"]
+    accelerator_gain = summary["stage1"]["accelerator_return"] - random_return
+    transformer_gain = summary["stage1"]["transformer_return"] - random_return
+    assert accelerator_gain > 600, f"the accelerator did not learn: {summary['stage1']}, random {random_return:.0f}"
+    assert transformer_gain > 500, f"the transformer stayed near random: {summary['stage1']}, random {random_return:.0f}"
+    assert transformer_gain >= 0.7 * accelerator_gain, f"the transformer lags its accelerator: {summary['stage1']}"

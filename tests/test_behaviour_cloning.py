@@ -75,3 +75,11 @@ def test_dropout_is_off_in_eval_mode():
     transformer = make_transformer_actor(OBS, SPEC, K, d_model=16, d_ff=32, dropout=0.5).eval()
     batch = pairs(8)
     assert torch.equal(transformer(batch.clone())["action"], transformer(batch.clone())["action"])
+
+
+def test_dropout_acts_only_on_gradient_steps():
+    transformer = make_transformer_actor(OBS, SPEC, K, d_model=16, d_ff=32, dropout=0.5).train()
+    batch = pairs(8)
+    with torch.no_grad():  # target actions and rollouts
+        assert torch.equal(transformer(batch.clone())["action"], transformer(batch.clone())["action"])
+    assert not torch.equal(transformer(batch.clone())["action"], transformer(batch.clone())["action"])

@@ -73,6 +73,16 @@ class SelfAttention(nn.Module):
         return self.out(attended.transpose(1, 2).reshape(batch, query_in.shape[1], -1))
 
 
+class GradientDropout(nn.Dropout):
+    """Dropout that acts only in training mode *and* when gradients are being computed.
+
+    Dropout regularises gradient steps; a forward pass without gradients (target actions in the TD3
+    target, collection rollouts) gains nothing from the noise and on CPU pays for the random masks."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x) if torch.is_grad_enabled() else x
+
+
 class TransformerBlock(nn.Module):
     """Pre-LN block: ``x + attn(ln(x))`` then ``x + ff(ln(x))``, dropout on both residual branches.
 
@@ -85,7 +95,7 @@ class TransformerBlock(nn.Module):
         self.attention = SelfAttention(d_model, n_heads, n_kv_heads)
         self.feed_forward_norm = nn.LayerNorm(d_model)
         self.feed_forward = nn.Sequential(nn.Linear(d_model, d_ff), nn.GELU(), nn.Linear(d_ff, d_model))
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = GradientDropout(dropout)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor, last_query_only: bool = False) -> torch.Tensor:
         residual = x[:, -1:] if last_query_only else x

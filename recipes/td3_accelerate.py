@@ -107,7 +107,8 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> dict:
               state=checkpoint["run_state"] if checkpoint else None, quiet=cfg.quiet)
     if checkpoint:
         restore_rng_states(checkpoint["rng"])
-    run.state["results"].setdefault("random_return", evaluate_policy(eval_env, None, eval_steps, 12345)["return_mean"])
+    if "random_return" not in run.state["results"]:  # the reference for the switch criterion and the summary
+        run.state["results"]["random_return"] = evaluate_policy(eval_env, None, eval_steps, 12345)["return_mean"]
     summary_base = {"env": cfg.env.name, "seed": cfg.seed, "mode": cfg.mode, "config": OmegaConf.to_container(cfg, resolve=True)}
 
     def payload(**parts) -> dict:

@@ -46,14 +46,15 @@ def test_other_bc_data_sources_fill_the_trajectory_buffer(tiny_config, tmp_path,
     assert (tmp_path / "metrics" / "scalars" / "train" / "loss_bc.csv").read_text().count("\n") == 3
 
 
-def test_resume_after_a_crash_continues_the_counters(tiny_config, tmp_path, monkeypatch):
+@pytest.mark.parametrize("crash_at_save, stage, env_steps", [(3, "stage1", 300), (7, "stage2", 600)])
+def test_resume_after_a_crash_continues_the_counters(tiny_config, tmp_path, monkeypatch, crash_at_save, stage, env_steps):
     saved = []
     original_save = loop.Run.save
 
     def save_then_crash(self, name, payload):
         path = original_save(self, name, payload)
-        saved.append(dict(self.state))
-        if len(saved) == 3:
+        saved.append({**self.state, "evaluations": list(self.state["evaluations"])})
+        if len(saved) == crash_at_save:
             raise KeyboardInterrupt("simulated kill right after a checkpoint")
         return path
 
@@ -62,17 +63,19 @@ def test_resume_after_a_crash_continues_the_counters(tiny_config, tmp_path, monk
         run_experiment(tiny_config(), tmp_path)
     monkeypatch.setattr(loop.Run, "save", original_save)
     at_crash = saved[-1]
-    assert at_crash["stage"] == "stage1" and at_crash["env_steps"] == 300
+    assert at_crash["stage"] == stage and at_crash["env_steps"] == env_steps
     checkpoint = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=False)
-    assert checkpoint["accelerator_learner"]["num_updates"] == 100
+    learner_key = "accelerator_learner" if stage == "stage1" else "stage_two_learner"
+    updates_at_crash = checkpoint[learner_key]["num_updates"]
 
     summary = run_experiment(tiny_config(f"resume={tmp_path}"), tmp_path / "ignored")
     assert summary["env_steps"] == TOTAL
     assert summary["switch_step"] == 500
-    evaluations_before = [e for e in summary["evaluations"] if e["env_steps"] <= 300]
+    evaluations_before = [e for e in summary["evaluations"] if e["env_steps"] <= env_steps]
     assert len(evaluations_before) == len(at_crash["evaluations"])
-    resumed = torch.load(tmp_path / "checkpoints" / "stage1.pt", weights_only=False)
-    assert resumed["accelerator_learner"]["num_updates"] == 300  # 100 before the crash + 200 after
+    final = torch.load(tmp_path / "checkpoints" / f"{stage}.pt", weights_only=False)
+    steps_left = (500 if stage == "stage1" else TOTAL) - env_steps
+    assert final[learner_key]["num_updates"] == updates_at_crash + steps_left
 
 
 def test_stage_two_can_start_from_a_stage_one_checkpoint(tiny_config, tmp_path):

@@ -10,6 +10,7 @@ from typing import Callable
 
 import torch
 from tensordict import TensorDictBase
+from tensordict.nn import TensorDictModuleBase
 from torchrl.collectors import Collector
 from torchrl.data import ReplayBuffer
 from torchrl.envs import EnvBase
@@ -116,7 +117,7 @@ class Run:
         self.progress.close()
 
 
-def online_phase(run: Run, env: EnvBase, policy: TensorDictBase, learner: TD3Learner, replay: ReplayBuffer,
+def online_phase(run: Run, env: EnvBase, policy: TensorDictModuleBase, learner: TD3Learner, replay: ReplayBuffer,
                  learning_steps: int, random_steps: int, frames_per_batch: int,
                  evaluate: Callable[[], dict], checkpoint_payload: Callable[[], dict],
                  after_batch: Callable[[TensorDictBase], dict] | None = None,
@@ -151,6 +152,9 @@ def online_phase(run: Run, env: EnvBase, policy: TensorDictBase, learner: TD3Lea
                 actor_losses = [l["loss_actor"] for l in losses if "loss_actor" in l]
                 if actor_losses:
                     metrics["train/loss_actor"] = torch.stack(actor_losses).mean().item()
+            finished = batch["next", "done"].squeeze(-1)
+            if finished.any():
+                metrics["train/episode_return"] = batch["next", "episode_reward"][finished].mean().item()
             if after_batch is not None:
                 metrics.update(after_batch(batch))
             run.log(metrics)

@@ -141,12 +141,12 @@ def online_phase(run: Run, env: EnvBase, policy: TensorDictModuleBase, learner: 
     batch_started = time.perf_counter()
     try:
         for batch in collector:
-            learning = run.state["stage_steps"] >= random_steps
             batch = batch.reshape(-1)
             replay.extend(batch.exclude(*UNSTORED_KEYS))
             run.advance(batch.numel())
+            learning = run.state["stage_steps"] > random_steps
             metrics: dict[str, float] = {}
-            if run.state["stage_steps"] > random_steps:
+            if learning:
                 losses = [learner.update(replay.sample()) for _ in range(batch.numel())]
                 metrics["train/loss_qvalue"] = torch.stack([l["loss_qvalue"] for l in losses]).mean().item()
                 actor_losses = [l["loss_actor"] for l in losses if "loss_actor" in l]

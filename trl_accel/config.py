@@ -7,10 +7,20 @@ import torch
 from omegaconf import DictConfig
 
 from trl_accel.envs.make import check_env_available
+from trl_accel.envs.pomdp import check_pomdp
 from trl_accel.stages.acceleration import BC_DATA_SOURCES, BC_TARGETS
+from trl_accel.stages.learners import ALGORITHMS
 from trl_accel.stages.switch import SWITCH_RULES
 
-MODES = ("accelerate", "mlp_td3", "transformer_td3")
+MODES = ("accelerate", "accelerator_only", "transformer_only")
+#: The backbone's names for the TD3 baselines.
+MODE_ALIASES = {"mlp_td3": "accelerator_only", "transformer_td3": "transformer_only"}
+ACCELERATORS = ("mlp", "lstm")
+BC_LOSSES = ("mse", "likelihood")
+
+
+def canonical_mode(mode: str) -> str:
+    return MODE_ALIASES.get(mode, mode)
 
 
 class ConfigError(ValueError):
@@ -35,21 +45,30 @@ def _require(condition: bool, message: str) -> None:
 
 def validate_config(cfg: DictConfig) -> None:
     """Raise :class:`ConfigError` for the first problem found in ``cfg``."""
-    _require(cfg.mode in MODES, f"mode must be one of {MODES}, got '{cfg.mode}'.")
+    _require(cfg.mode in MODES or cfg.mode in MODE_ALIASES,
+             f"mode must be one of {MODES} (or the older {tuple(MODE_ALIASES)}), got '{cfg.mode}'.")
+    algorithm = cfg.get("algorithm", "td3")
+    _require(algorithm in ALGORITHMS, f"algorithm must be one of {ALGORITHMS}, got '{algorithm}'.")
+    _require(cfg.mode not in MODE_ALIASES or algorithm == "td3",
+             f"mode={cfg.mode} names a TD3 baseline; with SAC use mode={MODE_ALIASES.get(cfg.mode)}.")
     try:
         check_env_available(cfg.env.name)
+        check_pomdp(cfg.env.name, cfg.env.get("pomdp"))
     except ValueError as err:
         raise ConfigError(str(err)) from err
     resolve_device(str(cfg.device))
     _require(cfg.transformer.context_len >= 1,
              f"transformer.context_len must be >= 1 (the window holds the current observation), got {cfg.transformer.context_len}.")
-    batch = cfg.td3.batch_size
-    _require(batch >= 1, f"td3.batch_size must be >= 1, got {batch}.")
+    _check_accelerator(cfg.accelerator)
+    batch = cfg[algorithm].batch_size
+    _require(batch >= 1, f"{algorithm}.batch_size must be >= 1, got {batch}.")
+    steps_per_sample = batch * (cfg.accelerator.seq_len if cfg.accelerator.type == "lstm" else 1)
     for name in ("stage1.buffer_size", "stage2.buffer_size", "baseline.buffer_size"):
         section, key = name.split(".")
         size = cfg[section][key]
-        _require(batch <= size, f"td3.batch_size ({batch}) is larger than {name} ({size}): "
-                                f"lower td3.batch_size or raise {name}.")
+        _require(steps_per_sample <= size, f"a batch of {algorithm}.batch_size={batch} "
+                 f"{'sequences' if steps_per_sample > batch else 'transitions'} ({steps_per_sample} steps) does not fit in "
+                 f"{name} ({size}): lower {algorithm}.batch_size or raise {name}.")
     stage1 = cfg.stage1
     _require(stage1.bc_data in BC_DATA_SOURCES, f"stage1.bc_data must be one of {BC_DATA_SOURCES}, got '{stage1.bc_data}'.")
     _require(stage1.bc_target in BC_TARGETS, f"stage1.bc_target must be one of {BC_TARGETS}, got '{stage1.bc_target}'.")
@@ -57,6 +76,10 @@ def validate_config(cfg: DictConfig) -> None:
              "stage1.bc_data=dagger labels the transformer's own actions with the accelerator: use stage1.bc_target=accelerator.")
     _require(stage1.bc_batch_size <= stage1.bc_every,
              f"stage1.bc_batch_size ({stage1.bc_batch_size}) is larger than the trajectory buffer (stage1.bc_every={stage1.bc_every}).")
+    _require(stage1.get("bc_loss", "mse") in BC_LOSSES, f"stage1.bc_loss must be one of {BC_LOSSES}, got '{stage1.get('bc_loss')}'.")
+    _require(stage1.get("bc_loss", "mse") == "mse" or algorithm == "sac",
+             "stage1.bc_loss=likelihood needs a stochastic transformer: use recipes/sac_accelerate.py, or bc_loss=mse.")
+    _require(stage1.get("ascent_weight", 0.0) >= 0, f"stage1.ascent_weight must be >= 0 (0 turns ascent off), got {stage1.get('ascent_weight')}.")
     _require(stage1.switch.rule in SWITCH_RULES, f"stage1.switch.rule must be one of {SWITCH_RULES}, got '{stage1.switch.rule}'.")
     for name in ("stage1.steps", "stage1.random_steps", "stage2.steps", "eval.every", "checkpoint.every"):
         section, key = name.split(".")
@@ -71,6 +94,14 @@ def validate_config(cfg: DictConfig) -> None:
         path = Path(cfg.resume)
         _require(path.is_file() or (path / "checkpoints" / "last.pt").is_file(),
                  f"resume='{cfg.resume}' is neither a checkpoint file nor a run directory with checkpoints/last.pt.")
+
+
+def _check_accelerator(acc: DictConfig) -> None:
+    _require(acc.get("type") in ACCELERATORS, f"accelerator must be one of {ACCELERATORS} (accelerator=mlp|lstm), got '{acc.get('type')}'.")
+    if acc.type == "lstm":
+        _require(acc.seq_len >= 2, f"accelerator.seq_len must be >= 2, got {acc.seq_len}.")
+        _require(0 <= acc.burn_in < acc.seq_len,
+                 f"accelerator.burn_in must be in [0, accelerator.seq_len={acc.seq_len}), got {acc.burn_in}.")
 
 
 def check_checkpoint_shapes(checkpoint_shapes: dict, env_shapes: dict, path: str) -> None:

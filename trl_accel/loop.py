@@ -18,7 +18,7 @@ from torchrl.record.loggers import Logger
 from tqdm import tqdm
 
 from trl_accel.checkpoint import save_checkpoint
-from trl_accel.stages.td3 import TD3Learner
+from trl_accel.stages.learners import Learner
 
 #: Keys of a collector batch that the replay buffer does not need.
 UNSTORED_KEYS = ("collector", "param")
@@ -117,7 +117,14 @@ class Run:
         self.progress.close()
 
 
-def online_phase(run: Run, env: EnvBase, policy: TensorDictModuleBase, learner: TD3Learner, replay: ReplayBuffer,
+def mean_losses(updates: list[dict[str, torch.Tensor]]) -> dict[str, float]:
+    """``train/<name>``: the mean of each loss term over the updates that produced it (TD3's actor
+    loss only comes every ``policy_delay`` updates)."""
+    names = dict.fromkeys(name for update in updates for name in update)
+    return {f"train/{name}": torch.stack([u[name] for u in updates if name in u]).mean().item() for name in names}
+
+
+def online_phase(run: Run, env: EnvBase, policy: TensorDictModuleBase, learner: Learner, replay: ReplayBuffer,
                  learning_steps: int, random_steps: int, frames_per_batch: int,
                  evaluate: Callable[[], dict], checkpoint_payload: Callable[[], dict],
                  after_batch: Callable[[TensorDictBase], dict] | None = None,
@@ -147,11 +154,7 @@ def online_phase(run: Run, env: EnvBase, policy: TensorDictModuleBase, learner: 
             learning = run.state["stage_steps"] > random_steps
             metrics: dict[str, float] = {}
             if learning:
-                losses = [learner.update(replay.sample()) for _ in range(batch.numel())]
-                metrics["train/loss_qvalue"] = torch.stack([l["loss_qvalue"] for l in losses]).mean().item()
-                actor_losses = [l["loss_actor"] for l in losses if "loss_actor" in l]
-                if actor_losses:
-                    metrics["train/loss_actor"] = torch.stack(actor_losses).mean().item()
+                metrics.update(mean_losses([learner.update(replay.sample()) for _ in range(batch.numel())]))
             finished = batch["next", "done"].squeeze(-1)
             if finished.any():
                 metrics["train/episode_return"] = batch["next", "episode_reward"][finished].mean().item()

@@ -11,10 +11,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 def plot_curves(evaluations: list[dict], path: str | Path, title: str, switch_step: int | None = None) -> Path:
     """``evaluations``: records with ``env_steps`` and any of ``accelerator_return``,
-    ``transformer_return``, ``mlp_return`` (missing or ``None`` values are skipped)."""
+    ``transformer_return``, ``mlp_return``, ``lstm_return`` (missing or ``None`` values are skipped)."""
     figure, axis = plt.subplots(figsize=(7, 4))
-    for key, label in (("accelerator_return", "accelerator (MLP)"), ("transformer_return", "transformer"),
-                       ("mlp_return", "MLP TD3")):
+    for key, label in (("accelerator_return", "accelerator"), ("transformer_return", "transformer"),
+                       ("mlp_return", "MLP from scratch"), ("lstm_return", "LSTM from scratch")):
         points = [(e["env_steps"], e[key]) for e in evaluations if e.get(key) is not None]
         if points:
             steps, returns = zip(*points)

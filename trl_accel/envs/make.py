@@ -62,10 +62,20 @@ def check_env_available(env_name: str) -> None:
 
 
 def make_base_env(env_name: str, device: torch.device | str = "cpu", seed: int | None = None,
-                  max_episode_steps: int | None = None) -> EnvBase:
-    """A single gymnasium env as a TorchRL env with float32 observations and actions."""
+                  max_episode_steps: int | None = None, pomdp: str | None = None) -> EnvBase:
+    """A single gymnasium env as a TorchRL env with float32 observations and actions.
+
+    With ``pomdp`` (see :data:`trl_accel.envs.pomdp.POMDP_MODES`) an
+    :class:`~trl_accel.envs.pomdp.ObservationMask` follows ``DoubleToFloat``, so ``observation``
+    is already masked for every transform added on top.
+    """
+    from trl_accel.envs.pomdp import check_pomdp, pomdp_transform  # local: pomdp imports from this module
+
+    check_pomdp(env_name, pomdp)
     kwargs = {"max_episode_steps": max_episode_steps} if max_episode_steps else {}
     env = TransformedEnv(GymEnv(env_name, device=device, **kwargs), DoubleToFloat())
+    if pomdp is not None:
+        env.append_transform(pomdp_transform(env_name, pomdp))
     if seed is not None:
         env.set_seed(seed)
     return env
@@ -86,14 +96,21 @@ def env_transforms(context_len: int) -> Compose:
 
 
 def make_env(env_name: str, context_len: int, device: torch.device | str = "cpu", seed: int | None = None,
-             max_episode_steps: int | None = None, num_envs: int = 1) -> TransformedEnv:
+             max_episode_steps: int | None = None, num_envs: int = 1,
+             pomdp: str | None = None) -> TransformedEnv:
     """A training or evaluation env: ``num_envs`` copies (a :class:`SerialEnv` when > 1) plus windows.
 
     With ``num_envs > 1`` each copy gets its own seed (``seed``, ``seed + 1``, ...), which is what
-    evaluation over several episodes uses.
+    evaluation over several episodes uses. ``pomdp`` masks the observation of every copy before the
+    windows are built (``None``: fully observed).
     """
+    from trl_accel.envs.pomdp import check_pomdp  # local: pomdp imports EnvConfigError from here
+
     check_env_available(env_name)
-    factory: Callable[[], EnvBase] = lambda: make_base_env(env_name, device, None, max_episode_steps)  # noqa: E731
+    check_pomdp(env_name, pomdp)
+    factory: Callable[[], EnvBase] = lambda: make_base_env(  # noqa: E731
+        env_name, device, None, max_episode_steps, pomdp=pomdp
+    )
     base = factory() if num_envs == 1 else SerialEnv(num_envs, factory, device=device)
     env = TransformedEnv(base, env_transforms(context_len), auto_unwrap=True)
     if seed is not None:

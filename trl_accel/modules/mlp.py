@@ -20,18 +20,23 @@ def bounded_action_head(action_spec: TensorSpec) -> TanhModule:
     return TanhModule(in_keys=[PARAM_KEY], out_keys=[ACTION_KEY], spec=action_spec)
 
 
-def make_mlp_actor(obs_dim: int, action_spec: TensorSpec, hidden_sizes: Sequence[int] = (256, 256)) -> TensorDictSequential:
-    """Deterministic MLP actor.
+def make_mlp_actor(obs_dim: int, action_spec: TensorSpec, hidden_sizes: Sequence[int] = (256, 256),
+                   stochastic: bool = False) -> TensorDictSequential:
+    """MLP actor, deterministic (TD3) or tanh-normal (``stochastic=True``, SAC).
 
-    Reads ``observation`` [*B, obs_dim]; writes ``param`` [*B, A] and ``action`` [*B, A] within
-    ``action_spec``. Table 1 of the paper (MuJoCo column): 2 hidden layers of 256, ReLU.
+    Reads ``observation`` [*B, obs_dim]; writes ``param`` and ``action`` [*B, A] within
+    ``action_spec`` (stochastic: also ``loc``, ``scale``, ``action_log_prob``). Table 1 of the paper
+    (MuJoCo column): 2 hidden layers of 256, ReLU.
     """
     action_dim = action_spec.shape[-1]
-    body = MLP(in_features=obs_dim, out_features=action_dim, num_cells=list(hidden_sizes), activation_class=nn.ReLU)
-    return TensorDictSequential(
-        TensorDictModule(body, in_keys=[OBSERVATION_KEY], out_keys=[PARAM_KEY]),
-        bounded_action_head(action_spec),
-    )
+    out = 2 * action_dim if stochastic else action_dim
+    body = TensorDictModule(MLP(in_features=obs_dim, out_features=out, num_cells=list(hidden_sizes),
+                                activation_class=nn.ReLU), in_keys=[OBSERVATION_KEY], out_keys=[PARAM_KEY])
+    if stochastic:
+        from trl_accel.modules.stochastic import stochastic_action_head
+
+        return stochastic_action_head(body, action_spec)
+    return TensorDictSequential(body, bounded_action_head(action_spec))
 
 
 def make_q_critic(obs_dim: int, action_dim: int, hidden_sizes: Sequence[int] = (256, 256)) -> ValueOperator:

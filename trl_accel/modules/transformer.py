@@ -10,6 +10,8 @@ for the last query only.
 from __future__ import annotations
 
 import math
+from typing import Sequence
+
 
 import torch
 import torch.nn.functional as F
@@ -142,9 +144,9 @@ class ContextTransformer(nn.Module):
 class TransformerPolicyHead(nn.Module):
     """Transformer body plus a linear layer to unbounded action parameters.
 
-    ``forward(window, valid, observation) -> param [*B, A]``. ``observation`` is the window's last
-    entry; it is an input only so that ``TD3Loss`` forwards it to the critic (the loss hands the
-    critic only the keys its actor reads or writes).
+    ``forward(window, valid, observation, *extra) -> param [*B, A]``. ``observation`` (the window's
+    last entry) and ``extra`` are inputs only so that ``TD3Loss`` forwards them to the critic (the
+    loss hands the critic only the keys its actor reads or writes); they are not used.
     """
 
     def __init__(self, body: ContextTransformer, d_model: int, action_dim: int):
@@ -152,24 +154,31 @@ class TransformerPolicyHead(nn.Module):
         self.body = body
         self.head = nn.Linear(d_model, action_dim)
 
-    def forward(self, window: torch.Tensor, valid: torch.Tensor, observation: torch.Tensor) -> torch.Tensor:
-        del observation
+    def forward(self, window: torch.Tensor, valid: torch.Tensor, *unused: torch.Tensor) -> torch.Tensor:
         return self.head(self.body(window, valid))
 
 
 def make_transformer_actor(obs_dim: int, action_spec: TensorSpec, context_len: int = 3, d_model: int = 256,
                            n_layers: int = 1, n_heads: int = 2, d_ff: int = 512, dropout: float = 0.05,
-                           positions: str = "learned", n_kv_heads: int | None = None) -> TensorDictSequential:
+                           positions: str = "learned", n_kv_heads: int | None = None,
+                           stochastic: bool = False, critic_keys: Sequence[str] = ()) -> TensorDictSequential:
     """Deterministic context-window transformer actor (Table 1 defaults: 1 layer, 2 heads,
     d_model 256, feed-forward 512, dropout 0.05, K = 3).
 
     Reads ``observation_window`` [*B, K, obs_dim], ``window_mask`` [*B, K] and ``observation``
     [*B, obs_dim]; writes ``param`` [*B, A] and ``action`` [*B, A] (tanh-bounded to the spec).
-    Dropout is active in ``train()`` mode only: call ``eval()`` for evaluation.
+    Dropout is active in ``train()`` mode only: call ``eval()`` for evaluation. ``stochastic=True``
+    gives SAC's tanh-normal head instead (also writes ``loc``, ``scale``, ``action_log_prob``).
+    ``critic_keys``: further keys the critic reads (``is_init`` for a recurrent critic), declared
+    as inputs so that ``TD3Loss`` passes them on; the transformer ignores them.
     """
     body = ContextTransformer(obs_dim, context_len, d_model, n_layers, n_heads, d_ff, dropout, positions, n_kv_heads)
-    network = TransformerPolicyHead(body, d_model, action_spec.shape[-1])
-    return TensorDictSequential(
-        TensorDictModule(network, in_keys=[WINDOW_KEY, MASK_KEY, OBSERVATION_KEY], out_keys=[PARAM_KEY]),
-        bounded_action_head(action_spec),
-    )
+    action_dim = action_spec.shape[-1]
+    network = TransformerPolicyHead(body, d_model, 2 * action_dim if stochastic else action_dim)
+    in_keys = list(dict.fromkeys([WINDOW_KEY, MASK_KEY, OBSERVATION_KEY, *critic_keys]))
+    policy_body = TensorDictModule(network, in_keys=in_keys, out_keys=[PARAM_KEY])
+    if stochastic:
+        from trl_accel.modules.stochastic import stochastic_action_head
+
+        return stochastic_action_head(policy_body, action_spec)
+    return TensorDictSequential(policy_body, bounded_action_head(action_spec))

@@ -1,5 +1,8 @@
-"""Behaviour cloning of the accelerator by the transformer (Algorithm 2 of the paper)."""
+"""Behaviour cloning of the accelerator by the transformer (Algorithm 2 of the paper), optionally
+with gradient ascent on the accelerator's critic (Algorithm 3)."""
 from __future__ import annotations
+
+from typing import Callable
 
 import torch
 from tensordict import TensorDict, TensorDictBase
@@ -7,26 +10,43 @@ from tensordict.nn import TensorDictModule, TensorDictParams
 from torchrl.objectives import LossModule
 
 from trl_accel.modules.mlp import ACTION_KEY
+from trl_accel.modules.stochastic import is_stochastic
 
 TARGET_ACTION_KEY = "target_action"
+#: How far inside the action box a cloned action is moved before its log-likelihood is taken.
+LIKELIHOOD_EPS = 1e-4
+
+CriticValue = Callable[[TensorDictBase, torch.Tensor], torch.Tensor]
 
 
 class BehaviourCloningLoss(LossModule):
-    """MSE between the student's action and a target action.
+    """Behaviour cloning of a target action, plus optional critic ascent.
 
     Reads the student's in-keys (for the transformer: ``observation_window`` [B, K, D],
-    ``window_mask`` [B, K], ``observation`` [B, D]) and ``target_action`` [B, A]; returns a
-    TensorDict with ``loss_bc`` (scalar). The student gets target parameters
+    ``window_mask`` [B, K], ``observation`` [B, D]) and ``target_action`` [B, A]. Returns a
+    TensorDict with ``loss_bc`` (MSE between the student's deterministic action and the target, or,
+    with ``likelihood=True`` and a stochastic student, the target's negative log-likelihood), and,
+    when ``ascent_weight > 0``, ``loss_ascent`` = ``-mean Q(s, student action)`` from
+    ``critic_value`` (whose parameters the caller keeps frozen for this step); ``loss`` is
+    ``loss_bc + ascent_weight * loss_ascent``. The student gets target parameters
     (``target_actor_network_params``) so that a :class:`~torchrl.objectives.SoftUpdate` keeps the
-    target transformer that stage two's ``TD3Loss`` starts from (Algorithm 2, line 5).
+    target transformer that stage two's loss starts from (Algorithm 2, line 5).
     """
 
     actor_network: TensorDictModule
     actor_network_params: TensorDictParams
     target_actor_network_params: TensorDictParams
 
-    def __init__(self, actor_network: TensorDictModule, target_action_key: str = TARGET_ACTION_KEY):
+    def __init__(self, actor_network: TensorDictModule, target_action_key: str = TARGET_ACTION_KEY,
+                 likelihood: bool = False, critic_value: CriticValue | None = None, ascent_weight: float = 0.0):
         super().__init__()
+        if likelihood and not is_stochastic(actor_network):
+            raise ValueError("likelihood=True needs a stochastic (tanh-normal) student; use MSE for a deterministic one.")
+        if ascent_weight > 0 and critic_value is None:
+            raise ValueError("ascent_weight > 0 needs critic_value, the accelerator's critic.")
+        self.likelihood = likelihood
+        self.critic_value = critic_value
+        self.ascent_weight = ascent_weight
         self.convert_to_functional(actor_network, "actor_network", create_target_params=True)
         self.target_action_key = target_action_key
 
@@ -34,9 +54,22 @@ class BehaviourCloningLoss(LossModule):
     def in_keys(self) -> list:
         return [*self.actor_network.in_keys, self.target_action_key]
 
+    def _clone_term(self, student_in: TensorDictBase, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with self.actor_network_params.to_module(self.actor_network):
+            if self.likelihood:
+                dist = self.actor_network.get_dist(student_in)
+                low, high = dist.low, dist.high
+                inside = target.clamp(low + LIKELIHOOD_EPS, high - LIKELIHOOD_EPS)
+                predicted = dist.deterministic_sample
+                return -dist.log_prob(inside).mean(), predicted
+            predicted = self.actor_network(student_in).get(ACTION_KEY)
+        return torch.nn.functional.mse_loss(predicted, target), predicted
+
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
         student_in = tensordict.select(*self.actor_network.in_keys)
-        with self.actor_network_params.to_module(self.actor_network):
-            predicted = self.actor_network(student_in).get(ACTION_KEY)
-        loss = torch.nn.functional.mse_loss(predicted, tensordict.get(self.target_action_key))
-        return TensorDict(loss_bc=loss)
+        loss_bc, predicted = self._clone_term(student_in, tensordict.get(self.target_action_key))
+        out = TensorDict(loss_bc=loss_bc, loss=loss_bc)
+        if self.ascent_weight > 0:
+            loss_ascent = -self.critic_value(tensordict, predicted).mean()
+            out.set("loss_ascent", loss_ascent).set("loss", loss_bc + self.ascent_weight * loss_ascent)
+        return out

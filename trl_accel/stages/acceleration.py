@@ -5,11 +5,12 @@ import torch
 from tensordict import TensorDictBase
 from tensordict.nn import TensorDictModule
 from torchrl.data import LazyTensorStorage, ReplayBuffer, SamplerWithoutReplacement
+from torchrl.envs import ExplorationType, set_exploration_type
 from torchrl.objectives import SoftUpdate
 
 from trl_accel.envs.context import MASK_KEY, OBSERVATION_KEY, WINDOW_KEY
 from trl_accel.modules.mlp import ACTION_KEY
-from trl_accel.objectives.bc import TARGET_ACTION_KEY, BehaviourCloningLoss
+from trl_accel.objectives.bc import TARGET_ACTION_KEY, BehaviourCloningLoss, CriticValue
 
 #: Where the pairs in T come from.
 BC_DATA_SOURCES = ("training", "evaluation", "dagger")
@@ -26,9 +27,11 @@ def make_trajectory_buffer(capacity: int, batch_size: int, device: torch.device 
                         sampler=SamplerWithoutReplacement(drop_last=False), batch_size=batch_size)
 
 
-def bc_pairs(batch: TensorDictBase) -> TensorDictBase:
-    """The keys of a collector batch that go into T, flattened to one batch dimension."""
-    return batch.select(*PAIR_KEYS).reshape(-1)
+def bc_pairs(batch: TensorDictBase, extra_keys: tuple = ()) -> TensorDictBase:
+    """The keys of a collector batch that go into T, flattened to one batch dimension. ``extra_keys``:
+    what else the accelerator reads to label a pair (an LSTM's ``is_init`` and recurrent state)."""
+    keys = dict.fromkeys([*PAIR_KEYS, *extra_keys])
+    return batch.select(*keys).reshape(-1)
 
 
 def add_state_noise(pairs: TensorDictBase, sigma: float) -> TensorDictBase:
@@ -43,16 +46,20 @@ def add_state_noise(pairs: TensorDictBase, sigma: float) -> TensorDictBase:
 class BehaviourCloner:
     """Trains the transformer on T by MSE (Algorithm 2), soft-updating its target each gradient step.
 
-    ``target="accelerator"`` labels each pair with the accelerator's deterministic action,
-    recomputed at training time (the noise-free, current teacher); ``target="executed"`` clones the
+    ``target="accelerator"`` labels each pair with the accelerator's deterministic action (a SAC
+    accelerator's mean action), recomputed at training time (the noise-free, current teacher; an LSTM
+    accelerator from the recurrent state stored with the pair); ``target="executed"`` clones the
     stored executed action (the noisy one for training data), as Algorithm 1 stores it.
+    ``likelihood``, ``critic_value`` and ``ascent_weight`` go to :class:`BehaviourCloningLoss`.
     """
 
     def __init__(self, transformer: TensorDictModule, accelerator: TensorDictModule, target: str = "accelerator",
-                 lr: float = 3e-4, tau: float = 0.005, epochs: int = 1, state_noise: float = 0.0):
+                 lr: float = 3e-4, tau: float = 0.005, epochs: int = 1, state_noise: float = 0.0,
+                 likelihood: bool = False, critic_value: CriticValue | None = None, ascent_weight: float = 0.0):
         if target not in BC_TARGETS:
             raise ValueError(f"bc_target must be one of {BC_TARGETS}, got '{target}'.")
-        self.loss = BehaviourCloningLoss(transformer)
+        self.loss = BehaviourCloningLoss(transformer, likelihood=likelihood, critic_value=critic_value,
+                                         ascent_weight=ascent_weight)
         self.target_updater = SoftUpdate(self.loss, tau=tau)
         self.optimizer = torch.optim.Adam(list(self.loss.actor_network_params.values(True, True)), lr=lr)
         self.accelerator = accelerator
@@ -65,29 +72,34 @@ class BehaviourCloner:
         if self.state_noise > 0:
             pairs = add_state_noise(pairs, self.state_noise)
         if self.target == "accelerator":
-            with torch.no_grad():
-                target = self.accelerator(pairs.select(OBSERVATION_KEY)).get(ACTION_KEY)
+            teacher_in = pairs.select(*self.accelerator.in_keys, strict=False)
+            with torch.no_grad(), set_exploration_type(ExplorationType.DETERMINISTIC):
+                target = self.accelerator(teacher_in).get(ACTION_KEY)
         else:
             target = pairs.get(ACTION_KEY)
         return pairs.set(TARGET_ACTION_KEY, target)
 
-    def step(self, pairs: TensorDictBase) -> torch.Tensor:
-        loss = self.loss(self.label(pairs)).get("loss_bc")
+    def step(self, pairs: TensorDictBase) -> TensorDictBase:
+        """One gradient step; returns the detached loss terms (``loss_bc``, ``loss_ascent`` when on, ``loss``)."""
+        losses = self.loss(self.label(pairs))
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        losses.get("loss").backward()
         self.optimizer.step()
         self.target_updater.step()
         self.num_updates += 1
-        return loss.detach()
+        return losses.detach()
 
-    def train_on(self, trajectory_buffer: ReplayBuffer) -> float:
-        """``epochs`` passes over T, then T is emptied. Returns the mean BC loss."""
+    def train_on(self, trajectory_buffer: ReplayBuffer) -> dict[str, float]:
+        """``epochs`` passes over T, then T is emptied. Returns the mean of each loss term."""
         losses = []
         for _ in range(self.epochs):
             for pairs in trajectory_buffer:
                 losses.append(self.step(pairs))
         trajectory_buffer.empty()
-        return torch.stack(losses).mean().item() if losses else float("nan")
+        if not losses:
+            return {}
+        means = torch.stack(losses).apply(lambda value: value.mean(), batch_size=[])
+        return {key: value.item() for key, value in means.items() if key != "loss"}
 
     def state_dict(self) -> dict:
         return {"loss": self.loss.state_dict(), "optimizer": self.optimizer.state_dict(), "num_updates": self.num_updates}

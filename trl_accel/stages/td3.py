@@ -10,6 +10,9 @@ from torchrl.data import TensorSpec
 from torchrl.modules import AdditiveGaussianModule
 from torchrl.objectives import SoftUpdate, TD3Loss
 
+from trl_accel.modules.lstm import is_recurrent
+from trl_accel.stages.sequences import LOSS_MASK_KEY
+
 
 @dataclass
 class TD3Settings:
@@ -38,7 +41,8 @@ class TD3Learner:
     """``TD3Loss`` with its two Adam optimisers and soft target updates.
 
     ``update(batch)`` reads what the loss needs from a replay-buffer sample (``observation``,
-    ``action``, the actor's in-keys, ``("next", ...)`` with ``reward``, ``done``, ``terminated``):
+    ``action``, the actor's in-keys, ``("next", ...)`` with ``reward``, ``done``, ``terminated``;
+    for recurrent learners a ``[B, T]`` batch of sequences with ``loss_mask``):
     one critic step each call; every ``policy_delay``-th call, one actor step and a soft update of
     all targets (actor and both critics). Truncation bootstraps: only ``terminated`` stops the target.
     ``compile=True`` wraps the two loss computations in ``torch.compile``.
@@ -48,8 +52,10 @@ class TD3Learner:
                  settings: TD3Settings, compile: bool = False):
         self.settings = settings
         self.loss = TD3Loss(actor, critics, action_spec=action_spec, policy_noise=settings.policy_noise,
-                            noise_clip=settings.noise_clip, loss_function="l2")
+                            noise_clip=settings.noise_clip, loss_function="l2",
+                            deactivate_vmap=any(is_recurrent(critic) for critic in critics))
         self.loss.make_value_estimator(gamma=settings.gamma)
+        self.loss.loss_mask_key = LOSS_MASK_KEY  # sequence batches: no loss on burn-in steps
         self.target_updater = SoftUpdate(self.loss, tau=settings.tau)
         self.critic_optimizer = torch.optim.Adam(list(self.loss.qvalue_network_params.values(True, True)), lr=settings.lr)
         self.actor_optimizer = torch.optim.Adam(list(self.loss.actor_network_params.values(True, True)), lr=settings.lr)

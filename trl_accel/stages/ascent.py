@@ -1,0 +1,46 @@
+"""The accelerator's first critic as a frozen function of the transformer's action (Algorithm 3)."""
+from __future__ import annotations
+
+import torch
+from tensordict import TensorDict, TensorDictBase
+from torchrl.modules import set_recurrent_mode
+from torchrl.objectives import LossModule
+
+from trl_accel.envs.context import MASK_KEY, OBSERVATION_KEY, WINDOW_KEY
+from trl_accel.modules.lstm import IS_INIT_KEY, is_recurrent
+from trl_accel.modules.mlp import ACTION_KEY, STATE_ACTION_VALUE_KEY
+from trl_accel.objectives.bc import CriticValue
+
+
+def window_as_sequence(pairs: TensorDictBase, action: torch.Tensor) -> TensorDictBase:
+    """``[B]`` pairs -> a ``[B, K]`` sequence of the window's observations for a recurrent critic:
+    ``observation`` [B, K, D], ``is_init`` [B, K, 1] at each window's first real position (the padding
+    before it is a separate, discarded segment) and ``action`` [B, K, A] (the action is the last step's;
+    earlier steps' Q values are not used)."""
+    window, real = pairs.get(WINDOW_KEY), pairs.get(MASK_KEY)
+    starts = real & ~torch.nn.functional.pad(real[:, :-1], (1, 0), value=False)
+    starts[:, 0] = True
+    context_len = window.shape[1]
+    return TensorDict({OBSERVATION_KEY: window, IS_INIT_KEY: starts.unsqueeze(-1),
+                       ACTION_KEY: action.unsqueeze(1).expand(-1, context_len, -1)}, batch_size=window.shape[:2])
+
+
+def frozen_first_critic(loss: LossModule) -> CriticValue:
+    """``(pairs, action) -> Q1`` [B, 1] of ``loss``'s first critic (a ``TD3Loss`` or ``SACLoss``), with
+    its current parameters detached: gradients reach the action only, never the critic.
+
+    An MLP critic reads ``observation``; a recurrent critic reads the window's history
+    (:func:`window_as_sequence`) and its value at the last step is used."""
+    critic = loss.qvalue_network
+    recurrent = is_recurrent(critic)
+
+    def value(pairs: TensorDictBase, action: torch.Tensor) -> torch.Tensor:
+        params = loss.qvalue_network_params[0].detach()
+        with params.to_module(critic):
+            if recurrent:
+                with set_recurrent_mode(True):
+                    return critic(window_as_sequence(pairs, action)).get(STATE_ACTION_VALUE_KEY)[:, -1]
+            critic_in = pairs.select(OBSERVATION_KEY).set(ACTION_KEY, action)
+            return critic(critic_in).get(STATE_ACTION_VALUE_KEY)
+
+    return value

@@ -1,0 +1,75 @@
+"""A SAC learner built from TorchRL's ``SACLoss``: tanh-normal actor, twin critics, automatic entropy tuning."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from tensordict import TensorDictBase
+from tensordict.nn import TensorDictModule
+from torchrl.data import TensorSpec
+from torchrl.objectives import SACLoss, SoftUpdate
+
+from trl_accel.modules.lstm import is_recurrent
+from trl_accel.stages.sequences import LOSS_MASK_KEY
+
+
+@dataclass
+class SACSettings:
+    """SAC's usual MuJoCo values; the paper's Table 1 gives the shared ones (gamma, tau, lr, batch)."""
+
+    gamma: float = 0.99
+    tau: float = 0.005
+    lr: float = 3e-4
+    alpha_lr: float = 3e-4
+    alpha_init: float = 1.0
+    target_entropy: float | str = "auto"  # "auto" = -action_dim
+    batch_size: int = 256  # read by the replay buffer, kept here with the rest
+
+
+class SACLearner:
+    """``SACLoss`` with three Adam optimisers (actor, critics, entropy coefficient) and soft target updates.
+
+    ``update(batch)`` reads ``observation``, ``action``, the actor's and critics' in-keys and
+    ``("next", ...)`` with ``reward``, ``done``, ``terminated`` (recurrent learners: ``[B, T]``
+    sequences with ``loss_mask``); one step of each optimiser and one soft update per call.
+    The entropy coefficient lives in ``loss.log_alpha``.
+    """
+
+    def __init__(self, actor: TensorDictModule, critics: list[TensorDictModule], action_spec: TensorSpec,
+                 settings: SACSettings, compile: bool = False):
+        self.settings = settings
+        self.loss = SACLoss(actor, critics, num_qvalue_nets=2, loss_function="l2", action_spec=action_spec,
+                            alpha_init=settings.alpha_init, target_entropy=settings.target_entropy,
+                            deactivate_vmap=any(is_recurrent(critic) for critic in critics))
+        self.loss.make_value_estimator(gamma=settings.gamma)
+        self.loss.loss_mask_key = LOSS_MASK_KEY  # sequence batches: no loss on burn-in steps
+        self.target_updater = SoftUpdate(self.loss, tau=settings.tau)
+        self.critic_optimizer = torch.optim.Adam(list(self.loss.qvalue_network_params.values(True, True)), lr=settings.lr)
+        self.actor_optimizer = torch.optim.Adam(list(self.loss.actor_network_params.values(True, True)), lr=settings.lr)
+        self.alpha_optimizer = torch.optim.Adam([self.loss.log_alpha], lr=settings.alpha_lr)
+        self.num_updates = 0
+        self._loss = torch.compile(self.loss) if compile else self.loss
+
+    def update(self, batch: TensorDictBase) -> dict[str, torch.Tensor]:
+        """One SAC step on ``batch``; returns detached ``loss_qvalue``, ``loss_actor``, ``loss_alpha``, ``alpha``."""
+        losses = self._loss(batch)
+        total = losses["loss_qvalue"] + losses["loss_actor"] + losses["loss_alpha"]
+        for optimizer in (self.critic_optimizer, self.actor_optimizer, self.alpha_optimizer):
+            optimizer.zero_grad(set_to_none=True)
+        total.backward()  # the actor's loss reads detached critics, the alpha loss a detached log-prob
+        for optimizer in (self.critic_optimizer, self.actor_optimizer, self.alpha_optimizer):
+            optimizer.step()
+        self.target_updater.step()
+        self.num_updates += 1
+        return {key: losses[key].detach() for key in ("loss_qvalue", "loss_actor", "loss_alpha", "alpha")}
+
+    def state_dict(self) -> dict:
+        return {"loss": self.loss.state_dict(), "critic_optimizer": self.critic_optimizer.state_dict(),
+                "actor_optimizer": self.actor_optimizer.state_dict(),
+                "alpha_optimizer": self.alpha_optimizer.state_dict(), "num_updates": self.num_updates}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.loss.load_state_dict(state["loss"])
+        for name in ("critic_optimizer", "actor_optimizer", "alpha_optimizer"):
+            getattr(self, name).load_state_dict(state[name])
+        self.num_updates = state["num_updates"]

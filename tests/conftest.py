@@ -20,11 +20,22 @@ TINY = [
 ]
 
 
-def compose_config(*overrides: str):
+#: The tiny schedule for the SAC recipe, and the small LSTM accelerator on the masked Pendulum.
+TINY_SAC = [*TINY, "sac.batch_size=64"]
+TINY_LSTM = ["env=pendulum_pomdp", "accelerator=lstm", "accelerator.hidden_size=16", "accelerator.hidden_sizes=[16]",
+             "accelerator.seq_len=4", "accelerator.burn_in=1", "td3.batch_size=16"]
+
+
+def compose_config(*overrides: str, recipe: str = "td3_accelerate"):
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose(config_name="td3_accelerate", overrides=list(overrides))
+        return compose(config_name=recipe, overrides=list(overrides))
 
 
 @pytest.fixture
 def tiny_config():
     return lambda *extra: compose_config(*TINY, *extra)
+
+
+@pytest.fixture
+def tiny_sac_config():
+    return lambda *extra: compose_config(*TINY_SAC, *extra, recipe="sac_accelerate")

@@ -67,3 +67,20 @@ def test_recipe_prints_one_clear_error_and_exits_2():
     assert result.returncode == 2
     assert result.stderr.strip().startswith("error: Unknown environment 'NoSuchEnv-v0'")
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("override, message", [
+    ("accelerator.type=gru", "accelerator must be one of"),
+    ("env.pomdp=velocity", "Unknown POMDP mode"),
+    ("stage1.ascent_weight=-1", "ascent_weight must be >= 0"),
+    ("stage1.bc_loss=likelihood", "needs a stochastic transformer"),
+    ("mode=mlp_sac", "mode must be one of"),
+])
+def test_matrix_options_are_checked_before_training(tiny_config, override, message):
+    with pytest.raises(ConfigError, match=message):
+        run_experiment(tiny_config(override), None)
+
+
+def test_lstm_sequences_must_fit_the_buffer(tiny_config):
+    with pytest.raises(ConfigError, match=r"sequences \(512 steps\) does not fit in stage2.buffer_size \(100\)"):
+        run_experiment(tiny_config("accelerator=lstm", "stage2.buffer_size=100"), None)

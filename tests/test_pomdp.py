@@ -25,9 +25,9 @@ from trl_accel.envs.make import make_base_env
 ENV_CONFIG_DIR = Path(__file__).resolve().parents[1] / "recipes" / "config" / "env"
 
 #: Root coordinates that gymnasium leaves out of the observation by default (x; x and y for Ant).
-EXCLUDED_ROOT_COORDS = {"HalfCheetah-v5": 1, "Hopper-v5": 1, "Walker2d-v5": 1, "Ant-v5": 2}
+EXCLUDED_ROOT_COORDS = {"HalfCheetah-v5": 1, "Hopper-v5": 1, "Walker2d-v5": 1, "Ant-v5": 2, "InvertedPendulum-v5": 0}
 MUJOCO_ENVS = tuple(EXCLUDED_ROOT_COORDS)
-FULL_OBS_DIM = {"HalfCheetah-v5": 17, "Hopper-v5": 11, "Walker2d-v5": 17, "Ant-v5": 105, "Pendulum-v1": 3}
+FULL_OBS_DIM = {"InvertedPendulum-v5": 4, "HalfCheetah-v5": 17, "Hopper-v5": 11, "Walker2d-v5": 17, "Ant-v5": 105, "Pendulum-v1": 3}
 
 
 def masked_observation_of_state(env_name: str, mode: str, set_state) -> torch.Tensor:
@@ -143,11 +143,11 @@ def test_unknown_mode_lists_modes():
 
 
 def test_env_without_layout_lists_envs_with_one():
-    with pytest.raises(EnvConfigError, match="No observation layout for 'InvertedPendulum-v5'.*HalfCheetah-v5"):
-        check_pomdp("InvertedPendulum-v5", "positions_only")
+    with pytest.raises(EnvConfigError, match="No observation layout for 'Swimmer-v5'.*HalfCheetah-v5"):
+        check_pomdp("Swimmer-v5", "positions_only")
     with pytest.raises(EnvConfigError, match="No observation layout"):
-        make_env("InvertedPendulum-v5", 4, pomdp="positions_only")
-    check_pomdp("InvertedPendulum-v5", None)
+        make_env("Swimmer-v5", 4, pomdp="positions_only")
+    check_pomdp("Swimmer-v5", None)
 
 
 def test_observation_mask_rejects_bad_indices():
@@ -166,7 +166,7 @@ def test_observation_mask_rejects_index_out_of_range():
 def test_env_configs_declare_a_valid_pomdp_mode():
     expected = {"halfcheetah_pomdp": "velocities_only", "hopper_pomdp": "velocities_only",
                 "ant_pomdp": "velocities_only", "walker2d_pomdp": "velocities_only",
-                "pendulum_pomdp": "positions_only"}
+                "pendulum_pomdp": "positions_only", "inverted_pendulum_pomdp": "positions_only"}
     for path in sorted(ENV_CONFIG_DIR.glob("*.yaml")):
         assert path.read_text().startswith("# @package env"), path.name
         cfg = OmegaConf.load(path)

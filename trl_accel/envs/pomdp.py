@@ -41,6 +41,8 @@ OBSERVATION_LAYOUTS: dict[str, dict[str, tuple[int, int]]] = {
     #           | contact forces (78: cfrc_ext of the 13 bodies after the world body, 6 each).
     # The contact forces are neither positions nor velocities: both modes drop them.
     "Ant-v5": {"position": (0, 13), "velocity": (13, 27)},
+    # obs (4) = qpos (2: cart position, pole angle) | qvel (2: cart velocity, pole angular velocity)
+    "InvertedPendulum-v5": {"position": (0, 2), "velocity": (2, 4)},
     # obs (3) = cos(theta), sin(theta) | theta_dot
     "Pendulum-v1": {"position": (0, 2), "velocity": (2, 3)},
 }

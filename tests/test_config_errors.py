@@ -84,3 +84,23 @@ def test_matrix_options_are_checked_before_training(tiny_config, override, messa
 def test_lstm_sequences_must_fit_the_buffer(tiny_config):
     with pytest.raises(ConfigError, match=r"sequences \(512 steps\) does not fit in stage2.buffer_size \(100\)"):
         run_experiment(tiny_config("accelerator=lstm", "stage2.buffer_size=100"), None)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("frames_per_batch=45", r"frames_per_batch \(45\) must be a multiple of env.num_envs \(2\)"),
+    ("env.obs_mode=depth", "env.obs_mode must be one of"),
+    ("accelerator=lstm", "use env.num_envs=1"),
+])
+def test_maniskill_options_are_checked_before_training(tiny_config, override, message):
+    with pytest.raises(ConfigError, match=message):
+        run_experiment(tiny_config("env=pushcube", "env.num_envs=2", override), None)
+
+
+def test_maniskill_without_vulkan_names_the_fix(tiny_config, monkeypatch):
+    from trl_accel import config
+    from trl_accel.envs import maniskill
+
+    reason = "SAPIEN finds no Vulkan device. " + maniskill._VULKAN_HINT  # the message a machine without one gets
+    monkeypatch.setattr(config, "vulkan_available", lambda: (False, reason))
+    with pytest.raises(ConfigError, match="PushCube-v1 cannot run here: .*bookworm-backports"):
+        run_experiment(tiny_config("env=pushcube"), None)

@@ -6,6 +6,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
+from trl_accel.envs.maniskill import OBS_MODES, SIM_BACKENDS, is_maniskill_config, vulkan_available
 from trl_accel.envs.make import check_env_available
 from trl_accel.envs.pomdp import check_pomdp
 from trl_accel.stages.acceleration import BC_DATA_SOURCES, BC_TARGETS
@@ -51,11 +52,14 @@ def validate_config(cfg: DictConfig) -> None:
     _require(algorithm in ALGORITHMS, f"algorithm must be one of {ALGORITHMS}, got '{algorithm}'.")
     _require(cfg.mode not in MODE_ALIASES or algorithm == "td3",
              f"mode={cfg.mode} names a TD3 baseline; with SAC use mode={MODE_ALIASES.get(cfg.mode)}.")
-    try:
-        check_env_available(cfg.env.name)
-        check_pomdp(cfg.env.name, cfg.env.get("pomdp"))
-    except ValueError as err:
-        raise ConfigError(str(err)) from err
+    if is_maniskill_config(cfg.env):
+        _check_maniskill(cfg)
+    else:
+        try:
+            check_env_available(cfg.env.name)
+            check_pomdp(cfg.env.name, cfg.env.get("pomdp"))
+        except ValueError as err:
+            raise ConfigError(str(err)) from err
     resolve_device(str(cfg.device))
     _require(cfg.transformer.context_len >= 1,
              f"transformer.context_len must be >= 1 (the window holds the current observation), got {cfg.transformer.context_len}.")
@@ -94,6 +98,22 @@ def validate_config(cfg: DictConfig) -> None:
         path = Path(cfg.resume)
         _require(path.is_file() or (path / "checkpoints" / "last.pt").is_file(),
                  f"resume='{cfg.resume}' is neither a checkpoint file nor a run directory with checkpoints/last.pt.")
+
+
+def _check_maniskill(cfg: DictConfig) -> None:
+    """ManiSkill tasks: the package and a Vulkan device present, and options this wrapper supports."""
+    env = cfg.env
+    _require(env.obs_mode in OBS_MODES, f"env.obs_mode must be one of {OBS_MODES}, got '{env.obs_mode}'.")
+    _require(env.sim_backend in SIM_BACKENDS, f"env.sim_backend must be one of {SIM_BACKENDS}, got '{env.sim_backend}'.")
+    _require(env.num_envs >= 1, f"env.num_envs must be >= 1, got {env.num_envs}.")
+    _require(cfg.frames_per_batch % env.num_envs == 0,
+             f"frames_per_batch ({cfg.frames_per_batch}) must be a multiple of env.num_envs ({env.num_envs}): "
+             f"each collector batch holds the same number of steps from every env.")
+    _require(env.get("pomdp") is None, "env.pomdp is for the MuJoCo tasks; ManiSkill tasks are fully observed here.")
+    _require(not (cfg.accelerator.type == "lstm" and env.num_envs > 1),
+             "accelerator=lstm samples sequences from one env's stream: use env.num_envs=1 with it.")
+    available, reason = vulkan_available()
+    _require(available, f"{env.name} cannot run here: {reason}")
 
 
 def _check_accelerator(acc: DictConfig) -> None:

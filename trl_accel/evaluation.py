@@ -37,6 +37,23 @@ def evaluate_policy(env: EnvBase, policy: TensorDictModuleBase | None, max_steps
     with eval_mode(module), set_exploration_type(ExplorationType.DETERMINISTIC):
         rollout = env.rollout(max_steps, policy, break_when_any_done=False, break_when_all_done=True)
     rollout = rollout.reshape(-1, rollout.shape[-1]) if rollout.ndim > 1 else rollout.unsqueeze(0)
-    returns = first_episode_returns(rollout["next", "reward"].squeeze(-1), rollout["next", "done"].squeeze(-1))
-    return {"return_mean": returns.mean().item(), "return_std": returns.std(unbiased=False).item(),
-            "episodes": returns.numel()}
+    done = rollout["next", "done"].squeeze(-1)
+    returns = first_episode_returns(rollout["next", "reward"].squeeze(-1), done)
+    result = {"return_mean": returns.mean().item(), "return_std": returns.std(unbiased=False).item(),
+              "episodes": returns.numel()}
+    if ("next", "success") in rollout.keys(True):
+        result.update(first_episode_success(rollout["next", "success"].squeeze(-1), done))
+    return result
+
+
+def first_episode_success(success: torch.Tensor, done: torch.Tensor) -> dict[str, float]:
+    """Success rates of each row's first episode, as ManiSkill's baselines report them:
+    ``success_once`` (succeeded at any step) and ``success_at_end`` (succeeded at its last step).
+    Shapes: [N, T] -> two floats."""
+    done = done.to(torch.int64)
+    in_first = (done.cumsum(-1) - done) == 0
+    last = in_first & done.bool()
+    last[:, -1] |= ~done.any(-1)  # an episode cut by the step limit ends at the last column
+    once = (success & in_first).any(-1).float().mean().item()
+    at_end = (success & last).any(-1).float().mean().item()
+    return {"success_once": once, "success_at_end": at_end}

@@ -21,10 +21,14 @@ from torchrl.record.loggers import get_logger
 from trl_accel.checkpoint import load_checkpoint, restore_rng_states
 from trl_accel.config import ConfigError, canonical_mode, check_checkpoint_shapes, resolve_device, validate_config
 from trl_accel.envs import episode_limit, make_env
+from trl_accel.envs.maniskill import default_max_episode_steps, is_maniskill_config, make_maniskill_training_env
 from trl_accel.evaluation import evaluate_policy
 from trl_accel.loop import Run, online_phase
 from trl_accel.modules import make_mlp_actor, make_transformer_actor, make_twin_q_critics
+from trl_accel.modules.encoders import PIXELS_KEY, PixelEncoder
 from trl_accel.modules.lstm import IS_INIT_KEY, make_lstm_actor, make_twin_lstm_q_critics, recurrent_state_primer
+from trl_accel.modules.mlp import ACTION_KEY
+from trl_accel.modules.pixels import make_pixel_mlp_actor, make_pixel_twin_q_critics
 from trl_accel.plots import plot_curves
 from trl_accel.stages import BehaviourCloner, SwitchCriterion, bc_pairs, hand_over, make_trajectory_buffer
 from trl_accel.stages.ascent import frozen_first_critic
@@ -46,10 +50,12 @@ def make_logger(cfg: DictConfig, run_dir: Path):
 
 
 class Agents:
-    """The accelerator (MLP or LSTM), its twin critics and the transformer, for ``cfg.algorithm``.
+    """The accelerator (MLP, LSTM, or CNN + MLP on pixels), its twin critics and the transformer, for
+    ``cfg.algorithm``.
 
-    ``sequences`` is set when the critics are recurrent: replay then samples sequences, and the
-    transformer declares ``is_init`` as an input so that ``TD3Loss`` passes it to the critics.
+    ``sequences`` is set when the critics are recurrent: replay then samples sequences. The
+    transformer declares the critics' extra inputs (``is_init`` of a recurrent critic, ``pixels`` of a
+    pixel critic) so that ``TD3Loss`` passes them on. With pixels every module has its own encoder.
     """
 
     def __init__(self, cfg: DictConfig, obs_dim: int, action_spec: TensorSpec, device: torch.device):
@@ -57,18 +63,25 @@ class Agents:
         action_dim = action_spec.shape[-1]
         acc = cfg.accelerator
         self.recurrent = acc.type == "lstm"
+        self.pixels = cfg.env.get("obs_mode") == "rgb"
+        self.sequences, critic_keys, frame_encoder = None, (), None
         if self.recurrent:
             self.accelerator = make_lstm_actor(obs_dim, action_spec, acc.hidden_size, acc.hidden_sizes, stochastic)
             self.critics = make_twin_lstm_q_critics(obs_dim, action_dim, acc.hidden_size, acc.hidden_sizes)
             self.sequences = SequenceSettings(acc.seq_len, acc.burn_in)
+            critic_keys = (IS_INIT_KEY,)
+        elif self.pixels:
+            size, features = cfg.env.image_size, cfg.encoder.feature_dim
+            self.accelerator = make_pixel_mlp_actor(obs_dim, action_spec, acc.hidden_sizes, size, features, stochastic)
+            self.critics = make_pixel_twin_q_critics(obs_dim, action_dim, acc.hidden_sizes, size, features)
+            critic_keys, frame_encoder = (PIXELS_KEY,), PixelEncoder(size, features)
         else:
             self.accelerator = make_mlp_actor(obs_dim, action_spec, acc.hidden_sizes, stochastic)
             self.critics = make_twin_q_critics(obs_dim, action_dim, acc.hidden_sizes)
-            self.sequences = None
         t = cfg.transformer
         self.transformer = make_transformer_actor(obs_dim, action_spec, t.context_len, t.d_model, t.n_layers, t.n_heads,
                                                   t.d_ff, t.dropout, t.positions, t.n_kv_heads, stochastic,
-                                                  critic_keys=(IS_INIT_KEY,) if self.recurrent else ())
+                                                  critic_keys=critic_keys, frame_encoder=frame_encoder)
         self.accelerator.to(device)
         self.transformer.to(device)
         self.critics = [critic.to(device) for critic in self.critics]
@@ -77,14 +90,33 @@ class Agents:
         """What the envs need for these agents: the LSTM actor's recurrent-state primer."""
         return [recurrent_state_primer(self.accelerator)] if self.recurrent else []
 
+    def pair_keys(self) -> tuple:
+        """What a pair in T holds: the transformer's inputs, the accelerator's (to label it) and the action."""
+        keys = [*self.transformer.in_keys, *self.accelerator.in_keys, ACTION_KEY]
+        return tuple(dict.fromkeys(key for key in keys if isinstance(key, str)))
 
-def build_env(cfg: DictConfig, device: torch.device, seed: int | None = None, num_envs: int = 1,
+
+def build_env(cfg: DictConfig, device: torch.device, seed: int | None = None, num_envs: int | None = None,
               extra_transforms: list = ()) -> EnvBase:
-    env = make_env(cfg.env.name, cfg.transformer.context_len, device, seed=seed,
-                   max_episode_steps=cfg.env.max_episode_steps, num_envs=num_envs, pomdp=cfg.env.get("pomdp"))
+    """The task of ``cfg.env`` with the window transforms: a gymnasium task (``num_envs`` copies, 1 by
+    default), or a ManiSkill task (``num_envs`` parallel envs, ``env.num_envs`` by default)."""
+    if is_maniskill_config(cfg.env):
+        e = cfg.env
+        env = make_maniskill_training_env(e.name, num_envs or e.num_envs, cfg.transformer.context_len, e.obs_mode,
+                                          sim_backend=e.sim_backend, control_mode=e.control_mode, device=device,
+                                          seed=seed, max_episode_steps=e.max_episode_steps, image_size=e.image_size)
+    else:
+        env = make_env(cfg.env.name, cfg.transformer.context_len, device, seed=seed,
+                       max_episode_steps=cfg.env.max_episode_steps, num_envs=num_envs or 1, pomdp=cfg.env.get("pomdp"))
     for transform in extra_transforms:
         env.append_transform(transform.clone())
     return env
+
+
+def episode_steps(cfg: DictConfig) -> int:
+    if is_maniskill_config(cfg.env):
+        return cfg.env.max_episode_steps or default_max_episode_steps(cfg.env.name)
+    return episode_limit(cfg.env.name, cfg.env.max_episode_steps)
 
 
 def run_experiment(cfg: DictConfig, run_dir: Path) -> dict:
@@ -103,7 +135,7 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> dict:
     batch_size = settings["batch_size"]
 
     # ---- environments: training, and a batched one for evaluation (one episode per entry, own seeds)
-    probe = build_env(cfg, device)
+    probe = build_env(cfg, device, num_envs=1)
     action_spec = probe.action_spec_unbatched.to(device)
     obs_dim = probe.observation_spec["observation"].shape[-1]
     probe.close()
@@ -112,14 +144,22 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> dict:
     env = build_env(cfg, device, seed=cfg.seed, extra_transforms=agents.env_transforms())
     episodes = cfg.eval.episodes
     eval_env = build_env(cfg, device, num_envs=episodes, extra_transforms=agents.env_transforms())
-    eval_steps = episode_limit(cfg.env.name, cfg.env.max_episode_steps)
+    eval_steps = episode_steps(cfg)
     shapes = {"obs_dim": obs_dim, "action_dim": action_spec.shape[-1], "context_len": cfg.transformer.context_len}
     stage1 = cfg.stage1
 
     def evaluate(run: Run, **policies) -> dict:
+        """``<name>_return`` per policy, and ``<name>_success`` (success_once) and
+        ``<name>_success_at_end`` on tasks that report success."""
         seed = 1_000_000 + 1000 * cfg.seed + episodes * len(run.state["evaluations"])
-        return {f"{name}_return": evaluate_policy(eval_env, policy, eval_steps, seed)["return_mean"]
-                for name, policy in policies.items()}
+        record = {}
+        for name, policy in policies.items():
+            result = evaluate_policy(eval_env, policy, eval_steps, seed)
+            record[f"{name}_return"] = result["return_mean"]
+            if "success_once" in result:
+                record[f"{name}_success"] = result["success_once"]
+                record[f"{name}_success_at_end"] = result["success_at_end"]
+        return record
 
     total = stage1.random_steps + stage1.steps + cfg.stage2.steps
     run = Run(run_dir, make_logger(cfg, run_dir), total, cfg.eval.every, cfg.checkpoint.every,
@@ -159,12 +199,14 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> dict:
         run.start_stage(mode)
         online_phase(run, env, collection_policy(actor), learner, replay, stage1.steps + cfg.stage2.steps,
                      stage1.random_steps, cfg.frames_per_batch, evaluate=lambda: evaluate(run, **{name: actor}),
-                     checkpoint_payload=lambda: payload(learner=learner, replay=replay))
+                     checkpoint_payload=lambda: payload(learner=learner, replay=replay),
+                     updates_per_step=cfg.updates_per_step)
         final = run.record_evaluation(evaluate(run, **{name: actor}))
         run.save("final", payload(learner=learner))
         summary = {**summary_base, "env_steps": run.state["env_steps"], "wall_time_s": run.wall_time(),
                    "switch_step": None, "switch_reason": None, "random_return": run.state["results"]["random_return"],
                    "stage1": {}, "stage2": {}, "final_return": final[f"{name}_return"],
+                   "final_success": final.get(f"{name}_success"),
                    "learning_steps_per_s": run.throughput(), "evaluations": run.state["evaluations"]}
         return finish(run, summary, cfg)
 
@@ -179,7 +221,7 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> dict:
                              random_return=run.state["results"]["random_return"])
     trajectory_buffer = make_trajectory_buffer(stage1.bc_every, stage1.bc_batch_size, device)
     replay = make_replay_buffer(stage1.buffer_size, batch_size, device, agents.sequences)
-    pair_keys = tuple(key for key in accelerator.in_keys if isinstance(key, str))
+    pair_keys = agents.pair_keys()
 
     if cfg.stage2.init_from is not None:
         stage_one = load_checkpoint(cfg.stage2.init_from)
@@ -224,27 +266,30 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> dict:
                               evaluate=lambda: evaluate(run, accelerator=accelerator, transformer=transformer),
                               checkpoint_payload=lambda: payload(accelerator_learner=accelerator_learner, cloner=cloner,
                                                                  switch=switch, replay=replay),
-                              after_batch=train_transformer, after_evaluation=switch_now)
+                              after_batch=train_transformer, after_evaluation=switch_now,
+                              updates_per_step=cfg.updates_per_step)
         at_switch = run.record_evaluation(evaluate(run, accelerator=accelerator, transformer=transformer))
         run.state.update(switch_step=run.state["env_steps"],
                          switch_reason=reason if reason != "completed" else f"{stage1.switch.rule}: reached stage1.steps")
-        run.state["results"]["stage1"] = {"accelerator_return": at_switch["accelerator_return"],
-                                          "transformer_return": at_switch["transformer_return"]}
+        run.state["results"]["stage1"] = {key: at_switch[key] for key in at_switch
+                                          if key.startswith(("accelerator_", "transformer_"))}
         run.save("stage1", payload(accelerator_learner=accelerator_learner, cloner=cloner, switch=switch))
         del replay
 
     # ---- stage two (Algorithm 4): the transformer is the actor; the accelerator's critics and targets carry over
     stage_two_learner = learner_for(transformer)
     hand_over(accelerator_learner, cloner, stage_two_learner)
-    stage_two_replay = make_replay_buffer(cfg.stage2.buffer_size, batch_size, device, agents.sequences)
+    stage_two_replay = make_replay_buffer(cfg.stage2.buffer_size, cfg.stage2.get("batch_size") or batch_size, device,
+                                          agents.sequences)
     if run.state["stage"] == "stage2" and checkpoint is not None:
         resume_into(stage_two_learner=stage_two_learner, replay=stage_two_replay)
     run.start_stage("stage2")
     online_phase(run, env, collection_policy(transformer), stage_two_learner, stage_two_replay, cfg.stage2.steps,
                  cfg.stage2.random_steps, cfg.frames_per_batch, evaluate=lambda: evaluate(run, transformer=transformer),
-                 checkpoint_payload=lambda: payload(stage_two_learner=stage_two_learner, replay=stage_two_replay))
+                 checkpoint_payload=lambda: payload(stage_two_learner=stage_two_learner, replay=stage_two_replay),
+                 updates_per_step=cfg.updates_per_step)
     final = run.record_evaluation(evaluate(run, transformer=transformer))
-    run.state["results"]["stage2"] = {"transformer_return": final["transformer_return"]}
+    run.state["results"]["stage2"] = {key: final[key] for key in final if key.startswith("transformer_")}
     run.save("stage2", payload(stage_two_learner=stage_two_learner))
 
     summary = {**summary_base, "env_steps": run.state["env_steps"], "bc_env_steps": run.state["bc_env_steps"],

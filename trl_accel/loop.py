@@ -128,9 +128,11 @@ def online_phase(run: Run, env: EnvBase, policy: TensorDictModuleBase, learner: 
                  learning_steps: int, random_steps: int, frames_per_batch: int,
                  evaluate: Callable[[], dict], checkpoint_payload: Callable[[], dict],
                  after_batch: Callable[[TensorDictBase], dict] | None = None,
-                 after_evaluation: Callable[[dict], str | None] | None = None) -> str:
+                 after_evaluation: Callable[[dict], str | None] | None = None,
+                 updates_per_step: float = 1.0) -> str:
     """Collect ``random_steps + learning_steps`` env steps with ``policy`` (uniform random for the first
-    ``random_steps``), one ``learner.update`` per env step once past the random start, evaluating and
+    ``random_steps``), ``updates_per_step`` learner updates per env step (at least one per batch) once
+    past the random start, evaluating and
     checkpointing on schedule. Resumes from ``run.state["stage_steps"]``.
 
     ``after_batch(batch)`` runs after the updates of each collected batch (stage one trains the
@@ -141,8 +143,9 @@ def online_phase(run: Run, env: EnvBase, policy: TensorDictModuleBase, learner: 
     remaining = phase_steps - run.state["stage_steps"]
     if remaining <= 0:
         return "completed"
-    collector = Collector(env, policy, frames_per_batch=frames_per_batch,
-                          total_frames=math.ceil(remaining / frames_per_batch) * frames_per_batch,
+    # total_frames=-1: the loop below ends the phase itself (a collector that reaches its total closes
+    # the env, and the env carries on into the next stage)
+    collector = Collector(env, policy, frames_per_batch=frames_per_batch, total_frames=-1,
                           init_random_frames=max(0, random_steps - run.state["stage_steps"]))
     reason = "completed"
     batch_started = time.perf_counter()
@@ -154,7 +157,8 @@ def online_phase(run: Run, env: EnvBase, policy: TensorDictModuleBase, learner: 
             learning = run.state["stage_steps"] > random_steps
             metrics: dict[str, float] = {}
             if learning:
-                metrics.update(mean_losses([learner.update(replay.sample()) for _ in range(batch.numel())]))
+                updates = max(1, round(updates_per_step * batch.numel()))
+                metrics.update(mean_losses([learner.update(replay.sample()) for _ in range(updates)]))
             finished = batch["next", "done"].squeeze(-1)
             if finished.any():
                 metrics["train/episode_return"] = batch["next", "episode_reward"][finished].mean().item()
@@ -173,5 +177,5 @@ def online_phase(run: Run, env: EnvBase, policy: TensorDictModuleBase, learner: 
                 break
             batch_started = time.perf_counter()
     finally:
-        collector.shutdown()
+        collector.shutdown(close_env=False)  # the env carries on into the next stage
     return reason

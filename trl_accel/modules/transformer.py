@@ -158,10 +158,27 @@ class TransformerPolicyHead(nn.Module):
         return self.head(self.body(window, valid))
 
 
+PIXELS_WINDOW_KEY = "pixels_window"
+TOKEN_WINDOW_KEY = "token_window"
+
+
+class FrameTokens(nn.Module):
+    """``(observation_window [*B, K, D], pixels_window [*B, K, 3, H, W]) -> [*B, K, D + F]``: each
+    observation concatenated with its encoded frame (padding frames are masked later, as padding)."""
+
+    def __init__(self, encoder: nn.Module):
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, window: torch.Tensor, pixels_window: torch.Tensor) -> torch.Tensor:
+        return torch.cat([window, self.encoder(pixels_window)], dim=-1)
+
+
 def make_transformer_actor(obs_dim: int, action_spec: TensorSpec, context_len: int = 3, d_model: int = 256,
                            n_layers: int = 1, n_heads: int = 2, d_ff: int = 512, dropout: float = 0.05,
                            positions: str = "learned", n_kv_heads: int | None = None,
-                           stochastic: bool = False, critic_keys: Sequence[str] = ()) -> TensorDictSequential:
+                           stochastic: bool = False, critic_keys: Sequence[str] = (),
+                           frame_encoder: nn.Module | None = None) -> TensorDictSequential:
     """Deterministic context-window transformer actor (Table 1 defaults: 1 layer, 2 heads,
     d_model 256, feed-forward 512, dropout 0.05, K = 3).
 
@@ -169,14 +186,23 @@ def make_transformer_actor(obs_dim: int, action_spec: TensorSpec, context_len: i
     [*B, obs_dim]; writes ``param`` [*B, A] and ``action`` [*B, A] (tanh-bounded to the spec).
     Dropout is active in ``train()`` mode only: call ``eval()`` for evaluation. ``stochastic=True``
     gives SAC's tanh-normal head instead (also writes ``loc``, ``scale``, ``action_log_prob``).
-    ``critic_keys``: further keys the critic reads (``is_init`` for a recurrent critic), declared
-    as inputs so that ``TD3Loss`` passes them on; the transformer ignores them.
+    ``critic_keys``: further keys the critic reads (``is_init`` for a recurrent critic, ``pixels`` for
+    a pixel critic), declared as inputs so that ``TD3Loss`` passes them on; the transformer ignores them.
+    ``frame_encoder`` (e.g. a :class:`~trl_accel.modules.encoders.PixelEncoder`, the transformer's own):
+    each token is then the observation concatenated with the encoded frame of ``pixels_window``
+    [*B, K, 3, H, W] (written as ``token_window``).
     """
-    body = ContextTransformer(obs_dim, context_len, d_model, n_layers, n_heads, d_ff, dropout, positions, n_kv_heads)
+    token_dim = obs_dim + (frame_encoder.feature_dim if frame_encoder is not None else 0)
+    body = ContextTransformer(token_dim, context_len, d_model, n_layers, n_heads, d_ff, dropout, positions, n_kv_heads)
     action_dim = action_spec.shape[-1]
     network = TransformerPolicyHead(body, d_model, 2 * action_dim if stochastic else action_dim)
-    in_keys = list(dict.fromkeys([WINDOW_KEY, MASK_KEY, OBSERVATION_KEY, *critic_keys]))
+    window_key = WINDOW_KEY if frame_encoder is None else TOKEN_WINDOW_KEY
+    in_keys = list(dict.fromkeys([window_key, MASK_KEY, OBSERVATION_KEY, *critic_keys]))
     policy_body = TensorDictModule(network, in_keys=in_keys, out_keys=[PARAM_KEY])
+    if frame_encoder is not None:
+        tokens = TensorDictModule(FrameTokens(frame_encoder), in_keys=[WINDOW_KEY, PIXELS_WINDOW_KEY],
+                                  out_keys=[TOKEN_WINDOW_KEY])
+        policy_body = TensorDictSequential(tokens, policy_body)
     if stochastic:
         from trl_accel.modules.stochastic import stochastic_action_head
 

@@ -90,16 +90,21 @@ class BehaviourCloner:
         return losses.detach()
 
     def train_on(self, trajectory_buffer: ReplayBuffer) -> dict[str, float]:
-        """``epochs`` passes over T, then T is emptied. Returns the mean of each loss term."""
-        losses = []
+        """``epochs`` passes over T, then T is emptied. Returns the mean of each loss term over the round,
+        and ``loss_bc_first_epoch`` / ``loss_bc_last_epoch`` (how far the round brought the fit)."""
+        epochs = []
         for _ in range(self.epochs):
-            for pairs in trajectory_buffer:
-                losses.append(self.step(pairs))
+            losses = [self.step(pairs) for pairs in trajectory_buffer]
+            if losses:
+                epochs.append(torch.stack(losses))
         trajectory_buffer.empty()
-        if not losses:
+        if not epochs:
             return {}
-        means = torch.stack(losses).apply(lambda value: value.mean(), batch_size=[])
-        return {key: value.item() for key, value in means.items() if key != "loss"}
+        means = torch.cat(epochs).apply(lambda value: value.mean(), batch_size=[])
+        out = {key: value.item() for key, value in means.items() if key != "loss"}
+        out["loss_bc_first_epoch"] = epochs[0]["loss_bc"].mean().item()
+        out["loss_bc_last_epoch"] = epochs[-1]["loss_bc"].mean().item()
+        return out
 
     def state_dict(self) -> dict:
         return {"loss": self.loss.state_dict(), "optimizer": self.optimizer.state_dict(), "num_updates": self.num_updates}

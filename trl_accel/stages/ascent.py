@@ -29,7 +29,7 @@ def frozen_first_critic(loss: LossModule) -> CriticValue:
     """``(pairs, action) -> Q1`` [B, 1] of ``loss``'s first critic (a ``TD3Loss`` or ``SACLoss``), with
     its current parameters detached: gradients reach the action only, never the critic.
 
-    An MLP critic reads ``observation``; a recurrent critic reads the window's history
+    An MLP critic reads ``observation`` (and ``pixels``, a pixel critic); a recurrent critic reads the window's history
     (:func:`window_as_sequence`) and its value at the last step is used."""
     critic = loss.qvalue_network
     recurrent = is_recurrent(critic)
@@ -40,7 +40,8 @@ def frozen_first_critic(loss: LossModule) -> CriticValue:
             if recurrent:
                 with set_recurrent_mode(True):
                     return critic(window_as_sequence(pairs, action)).get(STATE_ACTION_VALUE_KEY)[:, -1]
-            critic_in = pairs.select(OBSERVATION_KEY).set(ACTION_KEY, action)
+            critic_in = pairs.select(*(key for key in critic.in_keys if key != ACTION_KEY), strict=False)
+            critic_in.set(ACTION_KEY, action)
             return critic(critic_in).get(STATE_ACTION_VALUE_KEY)
 
     return value

@@ -64,14 +64,16 @@ def main() -> None:
             rows.append((variant, seed, summary))
     print(f"\n{args.env}: {args.random_steps} random + {args.stage1_steps} stage-one + {args.stage2_steps} stage-two "
           f"env steps (baselines: the same total), deterministic returns over {args.eval_episodes} episodes")
-    print(f"{'variant':<17}{'seed':>5}{'acc@switch':>12}{'tr@switch':>11}{'tr/acc':>8}{'final':>10}{'wall s':>9}")
+    print(f"{'variant':<17}{'seed':>5}{'acc@switch':>12}{'tr@switch':>11}{'tr/acc':>8}{'final':>10}{'success':>9}{'wall s':>9}")
     for variant, seed, summary in rows:
         stage1 = summary.get("stage1") or {}
         acc, tr = stage1.get("accelerator_return"), stage1.get("transformer_return")
         final = summary["stage2"]["transformer_return"] if variant == "accelerate" else summary["final_return"]
+        success = summary["stage2"].get("transformer_success") if variant == "accelerate" else summary.get("final_success")
         ratio = f"{tr / acc:.2f}" if acc and tr is not None and acc > 0 else "-"
         print(f"{variant:<17}{seed:>5}{acc if acc is not None else float('nan'):>12.0f}"
-              f"{tr if tr is not None else float('nan'):>11.0f}{ratio:>8}{final:>10.0f}{summary['wall_time_s']:>9.0f}")
+              f"{tr if tr is not None else float('nan'):>11.0f}{ratio:>8}{final:>10.1f}"
+              f"{success if success is not None else float('nan'):>9.2f}{summary['wall_time_s']:>9.0f}")
 
 
 if __name__ == "__main__":

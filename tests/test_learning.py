@@ -16,3 +16,19 @@ def test_stage_one_brings_the_transformer_near_the_accelerator(tmp_path):
     assert accelerator_gain > 600, f"the accelerator did not learn: {summary['stage1']}, random {random_return:.0f}"
     assert transformer_gain > 500, f"the transformer stayed near random: {summary['stage1']}, random {random_return:.0f}"
     assert transformer_gain >= 0.7 * accelerator_gain, f"the transformer lags its accelerator: {summary['stage1']}"
+
+
+def test_lstm_accelerator_learns_and_teaches_the_transformer(tmp_path):
+    # The recurrent path end to end: LSTM actor and critics on replayed sequences, the transformer cloning
+    # it. Pendulum-v1 (fully observed), 1000 random + 6000 steps; measured at seed 0: accelerator gain 865,
+    # transformer gain 352 over random. (On the velocity-masked Pendulum the LSTM accelerator needs far more
+    # than a CI budget; see benchmarks/README.md.)
+    cfg = compose_config("experiment=quick", "env=pendulum", "accelerator=lstm", "accelerator.hidden_size=64",
+                         "accelerator.hidden_sizes=[64]", "td3.batch_size=64", "eval.episodes=10", "stage1.steps=6000",
+                         "stage2.steps=0", "seed=0", "device=cpu", "quiet=true")
+    summary = run_experiment(cfg, tmp_path)
+    random_return = summary["random_return"]
+    accelerator_gain = summary["stage1"]["accelerator_return"] - random_return
+    transformer_gain = summary["stage1"]["transformer_return"] - random_return
+    assert accelerator_gain > 600, f"the LSTM accelerator did not learn: {summary['stage1']}, random {random_return:.0f}"
+    assert transformer_gain > 250, f"the transformer did not learn from it: {summary['stage1']}, random {random_return:.0f}"

@@ -66,13 +66,16 @@ def validate_config(cfg: DictConfig) -> None:
     _check_accelerator(cfg.accelerator)
     batch = cfg[algorithm].batch_size
     _require(batch >= 1, f"{algorithm}.batch_size must be >= 1, got {batch}.")
-    steps_per_sample = batch * (cfg.accelerator.seq_len if cfg.accelerator.type == "lstm" else 1)
+    seq_len = cfg.accelerator.seq_len if cfg.accelerator.type == "lstm" else 1
     for name in ("stage1.buffer_size", "stage2.buffer_size", "baseline.buffer_size"):
         section, key = name.split(".")
         size = cfg[section][key]
-        _require(steps_per_sample <= size, f"a batch of {algorithm}.batch_size={batch} "
-                 f"{'sequences' if steps_per_sample > batch else 'transitions'} ({steps_per_sample} steps) does not fit in "
-                 f"{name} ({size}): lower {algorithm}.batch_size or raise {name}.")
+        batch_key = "stage2.batch_size" if section == "stage2" and cfg.stage2.get("batch_size") else f"{algorithm}.batch_size"
+        section_batch = cfg.stage2.batch_size if batch_key == "stage2.batch_size" else batch
+        steps = section_batch * seq_len
+        _require(steps <= size, f"a batch of {batch_key}={section_batch} "
+                 f"{'sequences' if seq_len > 1 else 'transitions'} ({steps} steps) does not fit in "
+                 f"{name} ({size}): lower {batch_key} or raise {name}.")
     stage1 = cfg.stage1
     _require(stage1.bc_data in BC_DATA_SOURCES, f"stage1.bc_data must be one of {BC_DATA_SOURCES}, got '{stage1.bc_data}'.")
     _require(stage1.bc_target in BC_TARGETS, f"stage1.bc_target must be one of {BC_TARGETS}, got '{stage1.bc_target}'.")

@@ -21,7 +21,8 @@ from torchrl.record.loggers import get_logger
 from trl_accel.checkpoint import load_checkpoint, restore_rng_states
 from trl_accel.config import ConfigError, canonical_mode, check_checkpoint_shapes, resolve_device, validate_config
 from trl_accel.envs import episode_limit, make_env
-from trl_accel.envs.maniskill import default_max_episode_steps, is_maniskill_config, make_maniskill_training_env
+from trl_accel.envs.context import MASK_KEY, WINDOW_KEY
+from trl_accel.envs.maniskill import PIXELS_WINDOW_KEY, default_max_episode_steps, is_maniskill_config, make_maniskill_training_env
 from trl_accel.evaluation import evaluate_policy
 from trl_accel.loop import Run, online_phase
 from trl_accel.modules import make_mlp_actor, make_transformer_actor, make_twin_q_critics
@@ -89,6 +90,11 @@ class Agents:
     def env_transforms(self) -> list:
         """What the envs need for these agents: the LSTM actor's recurrent-state primer."""
         return [recurrent_state_primer(self.accelerator)] if self.recurrent else []
+
+    def window_keys(self) -> tuple:
+        """The window entries (current and next) that only the transformer reads."""
+        keys = [key for key in (WINDOW_KEY, MASK_KEY, PIXELS_WINDOW_KEY) if key not in self.accelerator.in_keys]
+        return (*keys, *(("next", key) for key in keys))
 
     def pair_keys(self) -> tuple:
         """What a pair in T holds: the transformer's inputs, the accelerator's (to label it) and the action."""
@@ -267,7 +273,7 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> dict:
                               checkpoint_payload=lambda: payload(accelerator_learner=accelerator_learner, cloner=cloner,
                                                                  switch=switch, replay=replay),
                               after_batch=train_transformer, after_evaluation=switch_now,
-                              updates_per_step=cfg.updates_per_step)
+                              updates_per_step=cfg.updates_per_step, unstored_keys=agents.window_keys())
         at_switch = run.record_evaluation(evaluate(run, accelerator=accelerator, transformer=transformer))
         run.state.update(switch_step=run.state["env_steps"],
                          switch_reason=reason if reason != "completed" else f"{stage1.switch.rule}: reached stage1.steps")

@@ -129,11 +129,14 @@ def online_phase(run: Run, env: EnvBase, policy: TensorDictModuleBase, learner: 
                  evaluate: Callable[[], dict], checkpoint_payload: Callable[[], dict],
                  after_batch: Callable[[TensorDictBase], dict] | None = None,
                  after_evaluation: Callable[[dict], str | None] | None = None,
-                 updates_per_step: float = 1.0) -> str:
+                 updates_per_step: float = 1.0, unstored_keys: tuple = ()) -> str:
     """Collect ``random_steps + learning_steps`` env steps with ``policy`` (uniform random for the first
     ``random_steps``), ``updates_per_step`` learner updates per env step (at least one per batch) once
     past the random start, evaluating and
     checkpointing on schedule. Resumes from ``run.state["stage_steps"]``.
+
+    ``unstored_keys``: batch entries the learner does not read, kept out of the replay buffer (stage one's
+    accelerator never reads the windows, which are the largest entries with pixels).
 
     ``after_batch(batch)`` runs after the updates of each collected batch (stage one trains the
     transformer there) and returns metrics to log; ``after_evaluation(record)`` may return a reason
@@ -152,7 +155,7 @@ def online_phase(run: Run, env: EnvBase, policy: TensorDictModuleBase, learner: 
     try:
         for batch in collector:
             batch = batch.reshape(-1)
-            replay.extend(batch.exclude(*UNSTORED_KEYS))
+            replay.extend(batch.exclude(*UNSTORED_KEYS, *unstored_keys))
             run.advance(batch.numel())
             learning = run.state["stage_steps"] > random_steps
             metrics: dict[str, float] = {}

@@ -355,6 +355,11 @@ def make_maniskill_training_env(env_id: str, num_envs: int, context_len: int, ob
     return TransformedEnv(base, transforms)
 
 
+def is_maniskill_config(env_cfg: Any) -> bool:
+    """Whether an ``env`` config section describes a ManiSkill task (its groups set ``obs_mode``)."""
+    return "obs_mode" in env_cfg
+
+
 __all__ = [
     "CAMERA",
     "OBS_MODES",
@@ -370,8 +375,3 @@ __all__ = [
     "pixel_window_transforms",
     "vulkan_available",
 ]
-
-
-def is_maniskill_config(env_cfg: Any) -> bool:
-    """Whether an ``env`` config section describes a ManiSkill task (its groups set ``obs_mode``)."""
-    return "obs_mode" in env_cfg

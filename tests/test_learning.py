@@ -5,14 +5,19 @@ from tests.conftest import compose_config
 from td3_accelerate import run_experiment
 
 
+def gains_over_random(summary: dict) -> tuple[float, float, float]:
+    """(accelerator's gain, transformer's gain) over a random policy at the switch, and the random return."""
+    random_return = summary["random_return"]
+    return (summary["stage1"]["accelerator_return"] - random_return,
+            summary["stage1"]["transformer_return"] - random_return, random_return)
+
+
 def test_stage_one_brings_the_transformer_near_the_accelerator(tmp_path):
     # The quick schedule on Pendulum-v1: 1000 random steps, then 7000 steps of TD3 + behaviour cloning.
     cfg = compose_config("experiment=quick", "device=cpu", "quiet=true", "seed=0", "stage2.steps=0",
                          "eval.episodes=10", "eval.every=2000", "checkpoint.every=0", "logger.backend=none")
     summary = run_experiment(cfg, tmp_path)
-    random_return = summary["random_return"]
-    accelerator_gain = summary["stage1"]["accelerator_return"] - random_return
-    transformer_gain = summary["stage1"]["transformer_return"] - random_return
+    accelerator_gain, transformer_gain, random_return = gains_over_random(summary)
     assert accelerator_gain > 600, f"the accelerator did not learn: {summary['stage1']}, random {random_return:.0f}"
     assert transformer_gain > 500, f"the transformer stayed near random: {summary['stage1']}, random {random_return:.0f}"
     assert transformer_gain >= 0.7 * accelerator_gain, f"the transformer lags its accelerator: {summary['stage1']}"
@@ -27,8 +32,6 @@ def test_lstm_accelerator_learns_and_teaches_the_transformer(tmp_path):
                          "accelerator.hidden_sizes=[64]", "td3.batch_size=64", "eval.episodes=10", "stage1.steps=6000",
                          "stage2.steps=0", "seed=0", "device=cpu", "quiet=true")
     summary = run_experiment(cfg, tmp_path)
-    random_return = summary["random_return"]
-    accelerator_gain = summary["stage1"]["accelerator_return"] - random_return
-    transformer_gain = summary["stage1"]["transformer_return"] - random_return
+    accelerator_gain, transformer_gain, random_return = gains_over_random(summary)
     assert accelerator_gain > 600, f"the LSTM accelerator did not learn: {summary['stage1']}, random {random_return:.0f}"
     assert transformer_gain > 250, f"the transformer did not learn from it: {summary['stage1']}, random {random_return:.0f}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from trl_accel.envs.maniskill import OBS_MODES, SIM_BACKENDS, is_maniskill_config, vulkan_available
 from trl_accel.envs.make import check_env_available
@@ -67,15 +67,15 @@ def validate_config(cfg: DictConfig) -> None:
     batch = cfg[algorithm].batch_size
     _require(batch >= 1, f"{algorithm}.batch_size must be >= 1, got {batch}.")
     seq_len = cfg.accelerator.seq_len if cfg.accelerator.type == "lstm" else 1
-    for name in ("stage1.buffer_size", "stage2.buffer_size", "baseline.buffer_size"):
-        section, key = name.split(".")
-        size = cfg[section][key]
-        batch_key = "stage2.batch_size" if section == "stage2" and cfg.stage2.get("batch_size") else f"{algorithm}.batch_size"
-        section_batch = cfg.stage2.batch_size if batch_key == "stage2.batch_size" else batch
+    algorithm_batch = f"{algorithm}.batch_size"
+    stage2_batch = "stage2.batch_size" if cfg.stage2.get("batch_size") else algorithm_batch
+    for buffer_key, batch_key in (("stage1.buffer_size", algorithm_batch), ("stage2.buffer_size", stage2_batch),
+                                  ("baseline.buffer_size", algorithm_batch)):
+        size, section_batch = OmegaConf.select(cfg, buffer_key), OmegaConf.select(cfg, batch_key)
         steps = section_batch * seq_len
         _require(steps <= size, f"a batch of {batch_key}={section_batch} "
                  f"{'sequences' if seq_len > 1 else 'transitions'} ({steps} steps) does not fit in "
-                 f"{name} ({size}): lower {batch_key} or raise {name}.")
+                 f"{buffer_key} ({size}): lower {batch_key} or raise {buffer_key}.")
     stage1 = cfg.stage1
     _require(stage1.bc_data in BC_DATA_SOURCES, f"stage1.bc_data must be one of {BC_DATA_SOURCES}, got '{stage1.bc_data}'.")
     _require(stage1.bc_target in BC_TARGETS, f"stage1.bc_target must be one of {BC_TARGETS}, got '{stage1.bc_target}'.")

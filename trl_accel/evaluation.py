@@ -20,11 +20,15 @@ def eval_mode(module: torch.nn.Module) -> Iterator[None]:
         module.train(was_training)
 
 
+def in_first_episode(done: torch.Tensor) -> torch.Tensor:
+    """Steps up to and including each row's first ``done``. Shapes: [N, T] -> [N, T] bool."""
+    done = done.to(torch.int64)
+    return (done.cumsum(-1) - done) == 0
+
+
 def first_episode_returns(reward: torch.Tensor, done: torch.Tensor) -> torch.Tensor:
     """Sum of rewards up to and including each row's first ``done``. Shapes: [N, T] -> [N]."""
-    done = done.to(torch.int64)
-    before_first_done = (done.cumsum(-1) - done) == 0
-    return (reward * before_first_done).sum(-1)
+    return (reward * in_first_episode(done)).sum(-1)
 
 
 @torch.no_grad()
@@ -50,8 +54,7 @@ def first_episode_success(success: torch.Tensor, done: torch.Tensor) -> dict[str
     """Success rates of each row's first episode, as ManiSkill's baselines report them:
     ``success_once`` (succeeded at any step) and ``success_at_end`` (succeeded at its last step).
     Shapes: [N, T] -> two floats."""
-    done = done.to(torch.int64)
-    in_first = (done.cumsum(-1) - done) == 0
+    in_first = in_first_episode(done)
     last = in_first & done.bool()
     last[:, -1] |= ~done.any(-1)  # an episode cut by the step limit ends at the last column
     once = (success & in_first).any(-1).float().mean().item()

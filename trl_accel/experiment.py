@@ -141,13 +141,13 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> dict:
     batch_size = settings["batch_size"]
 
     # ---- environments: training, and a batched one for evaluation (one episode per entry, own seeds)
-    probe = build_env(cfg, device, num_envs=1)
-    action_spec = probe.action_spec_unbatched.to(device)
-    obs_dim = probe.observation_spec["observation"].shape[-1]
-    probe.close()
+    env = build_env(cfg, device, seed=cfg.seed)
+    action_spec = env.action_spec_unbatched.to(device)
+    obs_dim = env.observation_spec["observation"].shape[-1]
     agents = Agents(cfg, obs_dim, action_spec, device)
     accelerator, critics, transformer = agents.accelerator, agents.critics, agents.transformer
-    env = build_env(cfg, device, seed=cfg.seed, extra_transforms=agents.env_transforms())
+    for transform in agents.env_transforms():  # what the agents need of the env (an LSTM's state primer)
+        env.append_transform(transform)
     episodes = cfg.eval.episodes
     eval_env = build_env(cfg, device, num_envs=episodes, extra_transforms=agents.env_transforms())
     eval_steps = episode_steps(cfg)

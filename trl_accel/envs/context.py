@@ -63,13 +63,17 @@ def context_window_transforms(context_len: int) -> Compose:
     Positions before an episode's start are zero-padded and masked out; :class:`CatFrames`
     clears its buffer on every (partial) reset, so a window never crosses an episode boundary.
     """
+    return Compose(*frame_window(OBSERVATION_KEY, WINDOW_KEY, context_len, frame_dims=1), WindowMask(context_len))
+
+
+def frame_window(in_key: str, out_key: str, context_len: int, frame_dims: int) -> list[Transform]:
+    """``in_key`` [*B, *F] (``F``: ``frame_dims`` dims) -> ``out_key`` [*B, K, *F]: the episode's last K
+    entries, zero before its first. :class:`CatFrames` clears its buffer on every (partial) reset."""
     if context_len < 1:
         raise ValueError(f"context_len must be >= 1, got {context_len}.")
-    return Compose(
-        UnsqueezeTransform(-2, in_keys=[OBSERVATION_KEY], out_keys=[WINDOW_KEY]),
-        CatFrames(N=context_len, dim=-2, in_keys=[WINDOW_KEY], padding="constant"),
-        WindowMask(context_len),
-    )
+    dim = -(frame_dims + 1)
+    return [UnsqueezeTransform(dim, in_keys=[in_key], out_keys=[out_key]),
+            CatFrames(N=context_len, dim=dim, in_keys=[out_key], padding="constant")]
 
 
 __all__ = [
@@ -78,5 +82,6 @@ __all__ = [
     "WINDOW_KEY",
     "WindowMask",
     "context_window_transforms",
+    "frame_window",
     "window_mask_from_step_count",
 ]

@@ -23,9 +23,9 @@ import numpy as np
 import torch
 from tensordict import TensorDict, TensorDictBase
 from torchrl.data import Bounded, Categorical, Composite, Unbounded
-from torchrl.envs import CatFrames, Compose, EnvBase, TransformedEnv, UnsqueezeTransform
+from torchrl.envs import Compose, EnvBase, TransformedEnv
 
-from trl_accel.envs.context import OBSERVATION_KEY
+from trl_accel.envs.context import OBSERVATION_KEY, frame_window
 from trl_accel.envs.make import EnvConfigError, env_transforms
 
 PIXELS_KEY = "pixels"
@@ -332,12 +332,7 @@ def pixel_window_transforms(context_len: int) -> Compose:
     :func:`trl_accel.envs.context.context_window_transforms`); :class:`CatFrames` clears its buffer on
     every (partial) reset, so a window never crosses an episode boundary.
     """
-    if context_len < 1:
-        raise ValueError(f"context_len must be >= 1, got {context_len}.")
-    return Compose(
-        UnsqueezeTransform(-4, in_keys=[PIXELS_KEY], out_keys=[PIXELS_WINDOW_KEY]),
-        CatFrames(N=context_len, dim=-4, in_keys=[PIXELS_WINDOW_KEY], padding="constant"),
-    )
+    return Compose(*frame_window(PIXELS_KEY, PIXELS_WINDOW_KEY, context_len, frame_dims=3))
 
 
 def make_maniskill_training_env(env_id: str, num_envs: int, context_len: int, obs_mode: str = "state",

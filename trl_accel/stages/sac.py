@@ -7,10 +7,9 @@ import torch
 from tensordict import TensorDictBase
 from tensordict.nn import TensorDictModule
 from torchrl.data import TensorSpec
-from torchrl.objectives import SACLoss, SoftUpdate
+from torchrl.objectives import SACLoss
 
-from trl_accel.modules.lstm import is_recurrent
-from trl_accel.stages.sequences import LOSS_MASK_KEY
+from trl_accel.stages.actor_critic import needs_loop_over_critics, prepare_actor_critic
 
 
 @dataclass
@@ -40,12 +39,9 @@ class SACLearner:
         self.settings = settings
         self.loss = SACLoss(actor, critics, num_qvalue_nets=2, loss_function="l2", action_spec=action_spec,
                             alpha_init=settings.alpha_init, target_entropy=settings.target_entropy,
-                            deactivate_vmap=any(is_recurrent(critic) for critic in critics))
-        self.loss.make_value_estimator(gamma=settings.gamma)
-        self.loss.loss_mask_key = LOSS_MASK_KEY  # sequence batches: no loss on burn-in steps
-        self.target_updater = SoftUpdate(self.loss, tau=settings.tau)
-        self.critic_optimizer = torch.optim.Adam(list(self.loss.qvalue_network_params.values(True, True)), lr=settings.lr)
-        self.actor_optimizer = torch.optim.Adam(list(self.loss.actor_network_params.values(True, True)), lr=settings.lr)
+                            deactivate_vmap=needs_loop_over_critics(critics))
+        self.target_updater, self.critic_optimizer, self.actor_optimizer = prepare_actor_critic(
+            self.loss, settings.gamma, settings.tau, settings.lr)
         self.alpha_optimizer = torch.optim.Adam([self.loss.log_alpha], lr=settings.alpha_lr)
         self.num_updates = 0
         self._loss = torch.compile(self.loss) if compile else self.loss

@@ -8,10 +8,9 @@ from tensordict import TensorDictBase
 from tensordict.nn import TensorDictModule, TensorDictSequential
 from torchrl.data import TensorSpec
 from torchrl.modules import AdditiveGaussianModule
-from torchrl.objectives import SoftUpdate, TD3Loss
+from torchrl.objectives import TD3Loss
 
-from trl_accel.modules.lstm import is_recurrent
-from trl_accel.stages.sequences import LOSS_MASK_KEY
+from trl_accel.stages.actor_critic import needs_loop_over_critics, prepare_actor_critic
 
 
 @dataclass
@@ -53,12 +52,9 @@ class TD3Learner:
         self.settings = settings
         self.loss = TD3Loss(actor, critics, action_spec=action_spec, policy_noise=settings.policy_noise,
                             noise_clip=settings.noise_clip, loss_function="l2",
-                            deactivate_vmap=any(is_recurrent(critic) for critic in critics))
-        self.loss.make_value_estimator(gamma=settings.gamma)
-        self.loss.loss_mask_key = LOSS_MASK_KEY  # sequence batches: no loss on burn-in steps
-        self.target_updater = SoftUpdate(self.loss, tau=settings.tau)
-        self.critic_optimizer = torch.optim.Adam(list(self.loss.qvalue_network_params.values(True, True)), lr=settings.lr)
-        self.actor_optimizer = torch.optim.Adam(list(self.loss.actor_network_params.values(True, True)), lr=settings.lr)
+                            deactivate_vmap=needs_loop_over_critics(critics))
+        self.target_updater, self.critic_optimizer, self.actor_optimizer = prepare_actor_critic(
+            self.loss, settings.gamma, settings.tau, settings.lr)
         self.num_updates = 0
         self._value_loss = torch.compile(self.loss.value_loss) if compile else self.loss.value_loss
         self._actor_loss = torch.compile(self.loss.actor_loss) if compile else self.loss.actor_loss

@@ -6,12 +6,12 @@ import sys
 
 import pytest
 import torch
+from td3_accelerate import run_experiment
 
 from tests.conftest import ROOT
 from trl_accel.checkpoint import save_checkpoint
 from trl_accel.config import ConfigError, check_checkpoint_shapes, validate_config
 from trl_accel.envs import make
-from td3_accelerate import run_experiment
 
 
 def test_unknown_env_lists_the_known_ones(tiny_config):

@@ -1,8 +1,9 @@
 """The method learns: stage one brings the transformer near its accelerator (fails when it stops working)."""
 from __future__ import annotations
 
-from tests.conftest import compose_config
 from td3_accelerate import run_experiment
+
+from tests.conftest import compose_config
 
 
 def gains_over_random(summary: dict) -> tuple[float, float, float]:

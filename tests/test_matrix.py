@@ -5,9 +5,9 @@ import json
 
 import pytest
 import torch
+from td3_accelerate import run_experiment
 
 from tests.conftest import TINY_LSTM
-from td3_accelerate import run_experiment
 
 TOTAL = 200 + 300 + 200
 

@@ -5,9 +5,9 @@ import json
 
 import pytest
 import torch
+from td3_accelerate import run_experiment
 
 from trl_accel import loop
-from td3_accelerate import run_experiment
 
 TOTAL = 200 + 300 + 200  # random + stage-one + stage-two steps in the tiny schedule
 

@@ -6,10 +6,11 @@ from torchrl.collectors import Collector
 from torchrl.envs import ExplorationType
 from torchrl.modules import set_recurrent_mode
 
+from trl_accel import keys
 from trl_accel.envs import make_env
 from trl_accel.modules.lstm import make_lstm_actor, make_twin_lstm_q_critics, recurrent_state_primer
 from trl_accel.stages import TD3Learner, TD3Settings
-from trl_accel.stages.sequences import LOSS_MASK_KEY, SequenceSettings, make_replay_buffer
+from trl_accel.stages.sequences import SequenceSettings, make_replay_buffer
 
 K, EPISODE = 3, 9
 
@@ -54,7 +55,7 @@ def test_sequences_stay_inside_one_episode_and_mask_the_burn_in():
         assert not sequences["is_init"][:, 1:].any()
         steps = sequences["step_count"].squeeze(-1)
         assert (steps[:, 1:] - steps[:, :-1] == 1).all()
-        assert sequences[LOSS_MASK_KEY].tolist() == [[False, False, True, True, True]] * 16
+        assert sequences[keys.LOSS_MASK].tolist() == [[False, False, True, True, True]] * 16
 
 
 def test_recurrent_mode_from_the_stored_state_replays_the_collected_actions():

@@ -6,8 +6,8 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from trl_accel.envs.maniskill import OBS_MODES, SIM_BACKENDS, is_maniskill_config, vulkan_available
 from trl_accel.envs.make import check_env_available
+from trl_accel.envs.maniskill import OBS_MODES, SIM_BACKENDS, is_maniskill_config, vulkan_available
 from trl_accel.envs.pomdp import check_pomdp
 from trl_accel.stages.acceleration import BC_DATA_SOURCES, BC_TARGETS
 from trl_accel.stages.learners import ALGORITHMS

@@ -18,17 +18,16 @@ from torchrl.data import ReplayBuffer, TensorSpec
 from torchrl.envs import EnvBase, ExplorationType
 from torchrl.record.loggers import get_logger
 
+from trl_accel import keys
 from trl_accel.checkpoint import load_checkpoint, restore_rng_states
 from trl_accel.config import ConfigError, canonical_mode, check_checkpoint_shapes, resolve_device, validate_config
 from trl_accel.envs import episode_limit, make_env
-from trl_accel.envs.context import MASK_KEY, WINDOW_KEY
-from trl_accel.envs.maniskill import PIXELS_WINDOW_KEY, default_max_episode_steps, is_maniskill_config, make_maniskill_training_env
+from trl_accel.envs.maniskill import default_max_episode_steps, is_maniskill_config, make_maniskill_training_env
 from trl_accel.evaluation import evaluate_policy
 from trl_accel.loop import Run, online_phase
 from trl_accel.modules import make_mlp_actor, make_transformer_actor, make_twin_q_critics
-from trl_accel.modules.encoders import PIXELS_KEY, PixelEncoder
-from trl_accel.modules.lstm import IS_INIT_KEY, make_lstm_actor, make_twin_lstm_q_critics, recurrent_state_primer
-from trl_accel.modules.mlp import ACTION_KEY
+from trl_accel.modules.encoders import PixelEncoder
+from trl_accel.modules.lstm import make_lstm_actor, make_twin_lstm_q_critics, recurrent_state_primer
 from trl_accel.modules.pixels import make_pixel_mlp_actor, make_pixel_twin_q_critics
 from trl_accel.plots import plot_curves
 from trl_accel.stages import BehaviourCloner, SwitchCriterion, bc_pairs, hand_over, make_trajectory_buffer
@@ -70,12 +69,12 @@ class Agents:
             self.accelerator = make_lstm_actor(obs_dim, action_spec, acc.hidden_size, acc.hidden_sizes, stochastic)
             self.critics = make_twin_lstm_q_critics(obs_dim, action_dim, acc.hidden_size, acc.hidden_sizes)
             self.sequences = SequenceSettings(acc.seq_len, acc.burn_in)
-            critic_keys = (IS_INIT_KEY,)
+            critic_keys = (keys.IS_INIT,)
         elif self.pixels:
             size, features = cfg.env.image_size, cfg.encoder.feature_dim
             self.accelerator = make_pixel_mlp_actor(obs_dim, action_spec, acc.hidden_sizes, size, features, stochastic)
             self.critics = make_pixel_twin_q_critics(obs_dim, action_dim, acc.hidden_sizes, size, features)
-            critic_keys, frame_encoder = (PIXELS_KEY,), PixelEncoder(size, features)
+            critic_keys, frame_encoder = (keys.PIXELS,), PixelEncoder(size, features)
         else:
             self.accelerator = make_mlp_actor(obs_dim, action_spec, acc.hidden_sizes, stochastic)
             self.critics = make_twin_q_critics(obs_dim, action_dim, acc.hidden_sizes)
@@ -93,12 +92,12 @@ class Agents:
 
     def window_keys(self) -> tuple:
         """The window entries (current and next) that only the transformer reads."""
-        keys = [key for key in (WINDOW_KEY, MASK_KEY, PIXELS_WINDOW_KEY) if key not in self.accelerator.in_keys]
+        keys = [key for key in (keys.OBSERVATION_WINDOW, keys.WINDOW_MASK, keys.PIXELS_WINDOW) if key not in self.accelerator.in_keys]
         return (*keys, *(("next", key) for key in keys))
 
     def pair_keys(self) -> tuple:
         """What a pair in T holds: the transformer's inputs, the accelerator's (to label it) and the action."""
-        keys = [*self.transformer.in_keys, *self.accelerator.in_keys, ACTION_KEY]
+        keys = [*self.transformer.in_keys, *self.accelerator.in_keys, keys.ACTION]
         return tuple(dict.fromkeys(key for key in keys if isinstance(key, str)))
 
 

@@ -1,16 +1,13 @@
 """Environments with context windows."""
-from trl_accel.envs.context import MASK_KEY, OBSERVATION_KEY, WINDOW_KEY, WindowMask, context_window_transforms
+from trl_accel.envs.context import WindowMask, context_window_transforms
 from trl_accel.envs.make import KNOWN_ENVS, EnvConfigError, check_env_available, episode_limit, make_env
 from trl_accel.envs.maniskill import make_maniskill_env, make_maniskill_training_env, vulkan_available
 from trl_accel.envs.pomdp import OBSERVATION_LAYOUTS, POMDP_MODES, ObservationMask, check_pomdp, kept_indices
 
 __all__ = [
     "KNOWN_ENVS",
-    "MASK_KEY",
-    "OBSERVATION_KEY",
     "OBSERVATION_LAYOUTS",
     "POMDP_MODES",
-    "WINDOW_KEY",
     "EnvConfigError",
     "ObservationMask",
     "WindowMask",

@@ -6,10 +6,7 @@ from tensordict import TensorDictBase
 from torchrl.data import Bounded, Composite
 from torchrl.envs import CatFrames, Compose, Transform, UnsqueezeTransform
 
-OBSERVATION_KEY = "observation"
-WINDOW_KEY = "observation_window"
-MASK_KEY = "window_mask"
-STEP_COUNT_KEY = "step_count"
+from trl_accel import keys
 
 
 def window_mask_from_step_count(step_count: torch.Tensor, context_len: int) -> torch.Tensor:
@@ -32,7 +29,7 @@ class WindowMask(Transform):
     marked real, whatever the window holds there.
     """
 
-    def __init__(self, context_len: int, step_count_key: str = STEP_COUNT_KEY, mask_key: str = MASK_KEY):
+    def __init__(self, context_len: int, step_count_key: str = keys.STEP_COUNT, mask_key: str = keys.WINDOW_MASK):
         super().__init__(in_keys=[step_count_key], out_keys=[mask_key])
         self.context_len = context_len
 
@@ -63,7 +60,7 @@ def context_window_transforms(context_len: int) -> Compose:
     Positions before an episode's start are zero-padded and masked out; :class:`CatFrames`
     clears its buffer on every (partial) reset, so a window never crosses an episode boundary.
     """
-    return Compose(*frame_window(OBSERVATION_KEY, WINDOW_KEY, context_len, frame_dims=1), WindowMask(context_len))
+    return Compose(*frame_window(keys.OBSERVATION, keys.OBSERVATION_WINDOW, context_len, frame_dims=1), WindowMask(context_len))
 
 
 def frame_window(in_key: str, out_key: str, context_len: int, frame_dims: int) -> list[Transform]:
@@ -77,9 +74,6 @@ def frame_window(in_key: str, out_key: str, context_len: int, frame_dims: int) -
 
 
 __all__ = [
-    "MASK_KEY",
-    "OBSERVATION_KEY",
-    "WINDOW_KEY",
     "WindowMask",
     "context_window_transforms",
     "frame_window",

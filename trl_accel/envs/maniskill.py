@@ -25,12 +25,10 @@ from tensordict import TensorDict, TensorDictBase
 from torchrl.data import Bounded, Categorical, Composite, Unbounded
 from torchrl.envs import Compose, EnvBase, TransformedEnv
 
-from trl_accel.envs.context import OBSERVATION_KEY, frame_window
+from trl_accel import keys
+from trl_accel.envs.context import frame_window
 from trl_accel.envs.make import EnvConfigError, env_transforms
 
-PIXELS_KEY = "pixels"
-PIXELS_WINDOW_KEY = "pixels_window"
-SUCCESS_KEY = "success"
 #: Observation modes this wrapper supports.
 OBS_MODES = ("state", "rgb")
 SIM_BACKENDS = ("physx_cpu", "physx_cuda")
@@ -168,11 +166,11 @@ class ManiSkillEnv(EnvBase):
     def _make_specs(self) -> None:
         first = self._current[0]
         n = self.batch_size[0]
-        obs_dim = first[OBSERVATION_KEY].shape[-1]
-        specs = {OBSERVATION_KEY: Unbounded(shape=(n, obs_dim), dtype=torch.float32, device=self.device),
-                 SUCCESS_KEY: Categorical(2, shape=(n, 1), dtype=torch.bool, device=self.device)}
+        obs_dim = first[keys.OBSERVATION].shape[-1]
+        specs = {keys.OBSERVATION: Unbounded(shape=(n, obs_dim), dtype=torch.float32, device=self.device),
+                 keys.SUCCESS: Categorical(2, shape=(n, 1), dtype=torch.bool, device=self.device)}
         if self.obs_mode == "rgb":
-            specs[PIXELS_KEY] = Bounded(low=0, high=255, shape=(n, *first[PIXELS_KEY].shape[1:]),
+            specs[keys.PIXELS] = Bounded(low=0, high=255, shape=(n, *first[keys.PIXELS].shape[1:]),
                                         dtype=torch.uint8, device=self.device)
         self.observation_spec = Composite(specs, shape=(n,), device=self.device)
         space = self._sims[0].single_action_space
@@ -189,17 +187,17 @@ class ManiSkillEnv(EnvBase):
     def _read_obs(self, obs: Any, info: dict) -> dict[str, torch.Tensor]:
         """ManiSkill's observation (tensor or dict of tensors) -> ``observation`` [, ``pixels``], ``success``."""
         if self.obs_mode == "state":
-            out = {OBSERVATION_KEY: obs.to(torch.float32)}
+            out = {keys.OBSERVATION: obs.to(torch.float32)}
         else:
             from mani_skill.utils.common import flatten_state_dict
 
             state = flatten_state_dict({"agent": obs["agent"], "extra": obs["extra"]}, use_torch=True)
-            out = {OBSERVATION_KEY: state.to(torch.float32),
-                   PIXELS_KEY: obs["sensor_data"][CAMERA]["rgb"].permute(0, 3, 1, 2).contiguous()}
+            out = {keys.OBSERVATION: state.to(torch.float32),
+                   keys.PIXELS: obs["sensor_data"][CAMERA]["rgb"].permute(0, 3, 1, 2).contiguous()}
         success = info.get("success")
-        batch = out[OBSERVATION_KEY].shape[0]
-        out[SUCCESS_KEY] = (success.reshape(batch, 1).to(torch.bool) if success is not None
-                            else torch.zeros(batch, 1, dtype=torch.bool, device=out[OBSERVATION_KEY].device))
+        batch = out[keys.OBSERVATION].shape[0]
+        out[keys.SUCCESS] = (success.reshape(batch, 1).to(torch.bool) if success is not None
+                            else torch.zeros(batch, 1, dtype=torch.bool, device=out[keys.OBSERVATION].device))
         return out
 
     def _gather(self, parts: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -246,9 +244,9 @@ class ManiSkillEnv(EnvBase):
             parts.append(part)
         out = self._gather(parts)
         out["reward"] = out["reward"].to(torch.float32)
-        term = out.get("terminated", torch.zeros_like(out[SUCCESS_KEY]))
+        term = out.get("terminated", torch.zeros_like(out[keys.SUCCESS]))
         if self.terminate_on_success:
-            term = term | out[SUCCESS_KEY]
+            term = term | out[keys.SUCCESS]
         out["terminated"] = term
         out["done"] = term | out["truncated"]
         return self._output(out)
@@ -332,7 +330,7 @@ def pixel_window_transforms(context_len: int) -> Compose:
     :func:`trl_accel.envs.context.context_window_transforms`); :class:`CatFrames` clears its buffer on
     every (partial) reset, so a window never crosses an episode boundary.
     """
-    return Compose(*frame_window(PIXELS_KEY, PIXELS_WINDOW_KEY, context_len, frame_dims=3))
+    return Compose(*frame_window(keys.PIXELS, keys.PIXELS_WINDOW, context_len, frame_dims=3))
 
 
 def make_maniskill_training_env(env_id: str, num_envs: int, context_len: int, obs_mode: str = "state",
@@ -358,9 +356,6 @@ def is_maniskill_config(env_cfg: Any) -> bool:
 __all__ = [
     "CAMERA",
     "OBS_MODES",
-    "PIXELS_KEY",
-    "PIXELS_WINDOW_KEY",
-    "SUCCESS_KEY",
     "ManiSkillEnv",
     "default_max_episode_steps",
     "is_maniskill_config",

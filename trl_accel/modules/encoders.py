@@ -5,8 +5,7 @@ import torch
 from tensordict.nn import TensorDictModule
 from torch import nn
 
-PIXELS_KEY = "pixels"
-PIXEL_FEATURES_KEY = "pixel_features"
+from trl_accel import keys
 
 
 def _conv_out(size: int, kernel: int, stride: int) -> int:
@@ -50,7 +49,7 @@ class PixelEncoder(nn.Module):
         return self.fc(self.cnn(x)).reshape(*lead, self.feature_dim)
 
 
-def make_pixel_encoder_module(in_key: str = PIXELS_KEY, out_key: str = PIXEL_FEATURES_KEY, image_size: int = 64,
+def make_pixel_encoder_module(in_key: str = keys.PIXELS, out_key: str = keys.PIXEL_FEATURES, image_size: int = 64,
                               feature_dim: int = 256) -> TensorDictModule:
     """A :class:`PixelEncoder` reading ``in_key`` uint8 [*B, 3, H, W] and writing ``out_key`` [*B, feature_dim].
 
@@ -60,4 +59,4 @@ def make_pixel_encoder_module(in_key: str = PIXELS_KEY, out_key: str = PIXEL_FEA
                             in_keys=[in_key], out_keys=[out_key])
 
 
-__all__ = ["PIXELS_KEY", "PIXEL_FEATURES_KEY", "PixelEncoder", "make_pixel_encoder_module"]
+__all__ = ["PixelEncoder", "make_pixel_encoder_module"]

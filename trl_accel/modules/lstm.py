@@ -18,13 +18,9 @@ from torchrl.data import TensorSpec
 from torchrl.envs import Transform
 from torchrl.modules import MLP, LSTMModule, ValueOperator
 
-from trl_accel.envs.context import OBSERVATION_KEY
-from trl_accel.modules.mlp import ACTION_KEY, PARAM_KEY, STATE_ACTION_VALUE_KEY, bounded_action_head
+from trl_accel import keys
+from trl_accel.modules.mlp import bounded_action_head
 from trl_accel.modules.stochastic import stochastic_action_head
-
-IS_INIT_KEY = "is_init"
-ACTOR_MEMORY_KEY = "actor_memory"
-CRITIC_MEMORY_KEY = "critic_memory"
 
 
 def make_lstm(obs_dim: int, hidden_size: int, prefix: str) -> LSTMModule:
@@ -33,7 +29,7 @@ def make_lstm(obs_dim: int, hidden_size: int, prefix: str) -> LSTMModule:
     Losses with recurrent critics must be built with ``deactivate_vmap=True`` (the module splits
     sequences at ``is_init``, which ``torch.vmap`` cannot trace)."""
     return LSTMModule(input_size=obs_dim, hidden_size=hidden_size,
-                      in_keys=[OBSERVATION_KEY, f"{prefix}_h", f"{prefix}_c"],
+                      in_keys=[keys.OBSERVATION, f"{prefix}_h", f"{prefix}_c"],
                       out_keys=[f"{prefix}_memory", ("next", f"{prefix}_h"), ("next", f"{prefix}_c")])
 
 
@@ -59,7 +55,7 @@ def make_lstm_actor(obs_dim: int, action_spec: TensorSpec, hidden_size: int = 25
     out = 2 * action_dim if stochastic else action_dim
     head = MLP(in_features=hidden_size, out_features=out, num_cells=list(head_sizes), activation_class=nn.ReLU)
     body = TensorDictSequential(make_lstm(obs_dim, hidden_size, "actor"),
-                                TensorDictModule(head, in_keys=[ACTOR_MEMORY_KEY], out_keys=[PARAM_KEY]))
+                                TensorDictModule(head, in_keys=[keys.ACTOR_MEMORY], out_keys=[keys.PARAM]))
     if stochastic:
         return stochastic_action_head(body, action_spec)
     return TensorDictSequential(body, bounded_action_head(action_spec))
@@ -84,8 +80,8 @@ def make_lstm_q_critic(obs_dim: int, action_dim: int, hidden_size: int = 256,
     ``state_action_value`` [*B, T, 1]."""
     return TensorDictSequential(
         make_lstm(obs_dim, hidden_size, "critic"),
-        ValueOperator(MemoryActionQ(hidden_size, action_dim, head_sizes), in_keys=[CRITIC_MEMORY_KEY, ACTION_KEY],
-                      out_keys=[STATE_ACTION_VALUE_KEY]),
+        ValueOperator(MemoryActionQ(hidden_size, action_dim, head_sizes), in_keys=[keys.CRITIC_MEMORY, keys.ACTION],
+                      out_keys=[keys.STATE_ACTION_VALUE]),
     )
 
 
@@ -99,5 +95,5 @@ def is_recurrent(module: nn.Module) -> bool:
     return any(isinstance(m, LSTMModule) for m in module.modules())
 
 
-__all__ = ["ACTOR_MEMORY_KEY", "CRITIC_MEMORY_KEY", "IS_INIT_KEY", "is_recurrent", "make_lstm",
+__all__ = ["is_recurrent", "make_lstm",
            "make_lstm_actor", "make_lstm_q_critic", "make_twin_lstm_q_critics", "recurrent_state_primer"]

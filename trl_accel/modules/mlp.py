@@ -8,16 +8,12 @@ from torch import nn
 from torchrl.data import TensorSpec
 from torchrl.modules import MLP, TanhModule, ValueOperator
 
-from trl_accel.envs.context import OBSERVATION_KEY
-
-ACTION_KEY = "action"
-PARAM_KEY = "param"
-STATE_ACTION_VALUE_KEY = "state_action_value"
+from trl_accel import keys
 
 
 def bounded_action_head(action_spec: TensorSpec) -> TanhModule:
     """``param`` (unbounded, [*B, A]) -> ``action`` (tanh, scaled to ``action_spec``'s box)."""
-    return TanhModule(in_keys=[PARAM_KEY], out_keys=[ACTION_KEY], spec=action_spec)
+    return TanhModule(in_keys=[keys.PARAM], out_keys=[keys.ACTION], spec=action_spec)
 
 
 def make_mlp_actor(obs_dim: int, action_spec: TensorSpec, hidden_sizes: Sequence[int] = (256, 256),
@@ -31,7 +27,7 @@ def make_mlp_actor(obs_dim: int, action_spec: TensorSpec, hidden_sizes: Sequence
     action_dim = action_spec.shape[-1]
     out = 2 * action_dim if stochastic else action_dim
     body = TensorDictModule(MLP(in_features=obs_dim, out_features=out, num_cells=list(hidden_sizes),
-                                activation_class=nn.ReLU), in_keys=[OBSERVATION_KEY], out_keys=[PARAM_KEY])
+                                activation_class=nn.ReLU), in_keys=[keys.OBSERVATION], out_keys=[keys.PARAM])
     if stochastic:
         from trl_accel.modules.stochastic import stochastic_action_head
 
@@ -43,7 +39,7 @@ def make_q_critic(obs_dim: int, action_dim: int, hidden_sizes: Sequence[int] = (
     """One Q network: reads ``observation`` [*B, obs_dim] and ``action`` [*B, A]; writes
     ``state_action_value`` [*B, 1]. The twin pair is two of these, stacked by ``TD3Loss``."""
     body = MLP(in_features=obs_dim + action_dim, out_features=1, num_cells=list(hidden_sizes), activation_class=nn.ReLU)
-    return ValueOperator(body, in_keys=[OBSERVATION_KEY, ACTION_KEY], out_keys=[STATE_ACTION_VALUE_KEY])
+    return ValueOperator(body, in_keys=[keys.OBSERVATION, keys.ACTION], out_keys=[keys.STATE_ACTION_VALUE])
 
 
 def make_twin_q_critics(obs_dim: int, action_dim: int, hidden_sizes: Sequence[int] = (256, 256)) -> list[ValueOperator]:

@@ -13,12 +13,9 @@ from torch import nn
 from torchrl.data import TensorSpec
 from torchrl.modules import MLP, ValueOperator
 
-from trl_accel.envs.context import OBSERVATION_KEY
-from trl_accel.modules.encoders import PIXELS_KEY, PixelEncoder
-from trl_accel.modules.mlp import ACTION_KEY, PARAM_KEY, STATE_ACTION_VALUE_KEY, bounded_action_head
-
-ACTOR_FEATURES_KEY = "actor_pixel_features"
-CRITIC_FEATURES_KEY = "critic_pixel_features"
+from trl_accel import keys
+from trl_accel.modules.encoders import PixelEncoder
+from trl_accel.modules.mlp import bounded_action_head
 
 
 def make_pixel_mlp_actor(obs_dim: int, action_spec: TensorSpec, hidden_sizes: Sequence[int] = (256, 256),
@@ -26,11 +23,11 @@ def make_pixel_mlp_actor(obs_dim: int, action_spec: TensorSpec, hidden_sizes: Se
     """CNN + MLP actor. Reads ``pixels`` uint8 [*B, 3, H, W] and ``observation`` [*B, D]; writes
     ``actor_pixel_features`` [*B, F], ``param`` and ``action`` (tanh-normal with ``stochastic=True``)."""
     action_dim = action_spec.shape[-1]
-    encoder = TensorDictModule(PixelEncoder(image_size, feature_dim), in_keys=[PIXELS_KEY], out_keys=[ACTOR_FEATURES_KEY])
+    encoder = TensorDictModule(PixelEncoder(image_size, feature_dim), in_keys=[keys.PIXELS], out_keys=[keys.ACTOR_PIXEL_FEATURES])
     mlp = MLP(in_features=obs_dim + feature_dim, out_features=2 * action_dim if stochastic else action_dim,
               num_cells=list(hidden_sizes), activation_class=nn.ReLU)  # concatenates its inputs
-    body = TensorDictSequential(encoder, TensorDictModule(mlp, in_keys=[OBSERVATION_KEY, ACTOR_FEATURES_KEY],
-                                                          out_keys=[PARAM_KEY]))
+    body = TensorDictSequential(encoder, TensorDictModule(mlp, in_keys=[keys.OBSERVATION, keys.ACTOR_PIXEL_FEATURES],
+                                                          out_keys=[keys.PARAM]))
     if stochastic:
         from trl_accel.modules.stochastic import stochastic_action_head
 
@@ -42,11 +39,11 @@ def make_pixel_q_critic(obs_dim: int, action_dim: int, hidden_sizes: Sequence[in
                         feature_dim: int = 256) -> TensorDictSequential:
     """CNN + MLP Q network. Reads ``pixels``, ``observation``, ``action``; writes ``critic_pixel_features``
     and ``state_action_value`` [*B, 1]."""
-    encoder = TensorDictModule(PixelEncoder(image_size, feature_dim), in_keys=[PIXELS_KEY], out_keys=[CRITIC_FEATURES_KEY])
+    encoder = TensorDictModule(PixelEncoder(image_size, feature_dim), in_keys=[keys.PIXELS], out_keys=[keys.CRITIC_PIXEL_FEATURES])
     mlp = MLP(in_features=obs_dim + feature_dim + action_dim, out_features=1, num_cells=list(hidden_sizes),
               activation_class=nn.ReLU)
-    return TensorDictSequential(encoder, ValueOperator(mlp, in_keys=[OBSERVATION_KEY, CRITIC_FEATURES_KEY, ACTION_KEY],
-                                                       out_keys=[STATE_ACTION_VALUE_KEY]))
+    return TensorDictSequential(encoder, ValueOperator(mlp, in_keys=[keys.OBSERVATION, keys.CRITIC_PIXEL_FEATURES, keys.ACTION],
+                                                       out_keys=[keys.STATE_ACTION_VALUE]))
 
 
 def make_pixel_twin_q_critics(obs_dim: int, action_dim: int, hidden_sizes: Sequence[int] = (256, 256),

@@ -5,10 +5,7 @@ from tensordict.nn import NormalParamExtractor, TensorDictModule, TensorDictModu
 from torchrl.data import TensorSpec
 from torchrl.modules import ProbabilisticActor, TanhNormal
 
-from trl_accel.modules.mlp import ACTION_KEY, PARAM_KEY
-
-LOC_KEY, SCALE_KEY = "loc", "scale"
-LOG_PROB_KEY = "action_log_prob"
+from trl_accel import keys
 
 
 def stochastic_action_head(body: TensorDictModuleBase, action_spec: TensorSpec) -> ProbabilisticActor:
@@ -18,17 +15,17 @@ def stochastic_action_head(body: TensorDictModuleBase, action_spec: TensorSpec) 
     ``ExplorationType.RANDOM`` the action is a sample; under ``DETERMINISTIC`` it is the transformed
     location ``tanh(loc)`` scaled to the box: the "mean action" that behaviour cloning matches.
     """
-    split = TensorDictModule(NormalParamExtractor(), in_keys=[PARAM_KEY], out_keys=[LOC_KEY, SCALE_KEY])
+    split = TensorDictModule(NormalParamExtractor(), in_keys=[keys.PARAM], out_keys=[keys.LOC, keys.SCALE])
     space = action_spec.space
     return ProbabilisticActor(
         TensorDictSequential(body, split),
-        in_keys=[LOC_KEY, SCALE_KEY],
-        out_keys=[ACTION_KEY],
+        in_keys=[keys.LOC, keys.SCALE],
+        out_keys=[keys.ACTION],
         spec=action_spec,
         distribution_class=TanhNormal,
         distribution_kwargs={"low": space.low, "high": space.high},
         return_log_prob=True,
-        log_prob_key=LOG_PROB_KEY,
+        log_prob_key=keys.ACTION_LOG_PROB,
     )
 
 

@@ -12,15 +12,14 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
-
 import torch
 import torch.nn.functional as F
 from tensordict.nn import TensorDictModule, TensorDictSequential
 from torch import nn
 from torchrl.data import TensorSpec
 
-from trl_accel.envs.context import MASK_KEY, OBSERVATION_KEY, WINDOW_KEY
-from trl_accel.modules.mlp import PARAM_KEY, bounded_action_head
+from trl_accel import keys
+from trl_accel.modules.mlp import bounded_action_head
 
 
 def sinusoidal_positions(length: int, d_model: int) -> torch.Tensor:
@@ -158,10 +157,6 @@ class TransformerPolicyHead(nn.Module):
         return self.head(self.body(window, valid))
 
 
-PIXELS_WINDOW_KEY = "pixels_window"
-TOKEN_WINDOW_KEY = "token_window"
-
-
 class FrameTokens(nn.Module):
     """``(observation_window [*B, K, D], pixels_window [*B, K, 3, H, W]) -> [*B, K, D + F]``: each
     observation concatenated with its encoded frame (padding frames are masked later, as padding)."""
@@ -196,12 +191,12 @@ def make_transformer_actor(obs_dim: int, action_spec: TensorSpec, context_len: i
     body = ContextTransformer(token_dim, context_len, d_model, n_layers, n_heads, d_ff, dropout, positions, n_kv_heads)
     action_dim = action_spec.shape[-1]
     network = TransformerPolicyHead(body, d_model, 2 * action_dim if stochastic else action_dim)
-    window_key = WINDOW_KEY if frame_encoder is None else TOKEN_WINDOW_KEY
-    in_keys = list(dict.fromkeys([window_key, MASK_KEY, OBSERVATION_KEY, *critic_keys]))
-    policy_body = TensorDictModule(network, in_keys=in_keys, out_keys=[PARAM_KEY])
+    window_key = keys.OBSERVATION_WINDOW if frame_encoder is None else keys.TOKEN_WINDOW
+    in_keys = list(dict.fromkeys([window_key, keys.WINDOW_MASK, keys.OBSERVATION, *critic_keys]))
+    policy_body = TensorDictModule(network, in_keys=in_keys, out_keys=[keys.PARAM])
     if frame_encoder is not None:
-        tokens = TensorDictModule(FrameTokens(frame_encoder), in_keys=[WINDOW_KEY, PIXELS_WINDOW_KEY],
-                                  out_keys=[TOKEN_WINDOW_KEY])
+        tokens = TensorDictModule(FrameTokens(frame_encoder), in_keys=[keys.OBSERVATION_WINDOW, keys.PIXELS_WINDOW],
+                                  out_keys=[keys.TOKEN_WINDOW])
         policy_body = TensorDictSequential(tokens, policy_body)
     if stochastic:
         from trl_accel.modules.stochastic import stochastic_action_head

@@ -9,10 +9,9 @@ from tensordict import TensorDict, TensorDictBase
 from tensordict.nn import TensorDictModule, TensorDictParams
 from torchrl.objectives import LossModule
 
-from trl_accel.modules.mlp import ACTION_KEY
+from trl_accel import keys
 from trl_accel.modules.stochastic import is_stochastic
 
-TARGET_ACTION_KEY = "target_action"
 #: How far inside the action box a cloned action is moved before its log-likelihood is taken.
 LIKELIHOOD_EPS = 1e-4
 
@@ -37,7 +36,7 @@ class BehaviourCloningLoss(LossModule):
     actor_network_params: TensorDictParams
     target_actor_network_params: TensorDictParams
 
-    def __init__(self, actor_network: TensorDictModule, target_action_key: str = TARGET_ACTION_KEY,
+    def __init__(self, actor_network: TensorDictModule, target_action_key: str = keys.TARGET_ACTION,
                  likelihood: bool = False, critic_value: CriticValue | None = None, ascent_weight: float = 0.0):
         super().__init__()
         if likelihood and not is_stochastic(actor_network):
@@ -62,7 +61,7 @@ class BehaviourCloningLoss(LossModule):
                 inside = target.clamp(low + LIKELIHOOD_EPS, high - LIKELIHOOD_EPS)
                 predicted = dist.deterministic_sample
                 return -dist.log_prob(inside).mean(), predicted
-            predicted = self.actor_network(student_in).get(ACTION_KEY)
+            predicted = self.actor_network(student_in).get(keys.ACTION)
         return torch.nn.functional.mse_loss(predicted, target), predicted
 
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:

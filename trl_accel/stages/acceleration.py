@@ -8,16 +8,15 @@ from torchrl.data import LazyTensorStorage, ReplayBuffer, SamplerWithoutReplacem
 from torchrl.envs import ExplorationType, set_exploration_type
 from torchrl.objectives import SoftUpdate
 
-from trl_accel.envs.context import MASK_KEY, OBSERVATION_KEY, WINDOW_KEY
-from trl_accel.modules.mlp import ACTION_KEY
-from trl_accel.objectives.bc import TARGET_ACTION_KEY, BehaviourCloningLoss, CriticValue
+from trl_accel import keys
+from trl_accel.objectives.bc import BehaviourCloningLoss, CriticValue
 
 #: Where the pairs in T come from.
 BC_DATA_SOURCES = ("training", "evaluation", "dagger")
 #: What the transformer clones.
 BC_TARGETS = ("accelerator", "executed")
 
-PAIR_KEYS = (WINDOW_KEY, MASK_KEY, OBSERVATION_KEY, ACTION_KEY)
+PAIR_KEYS = (keys.OBSERVATION_WINDOW, keys.WINDOW_MASK, keys.OBSERVATION, keys.ACTION)
 
 
 def make_trajectory_buffer(capacity: int, batch_size: int, device: torch.device | str = "cpu") -> ReplayBuffer:
@@ -30,17 +29,16 @@ def make_trajectory_buffer(capacity: int, batch_size: int, device: torch.device 
 def bc_pairs(batch: TensorDictBase, extra_keys: tuple = ()) -> TensorDictBase:
     """The keys of a collector batch that go into T, flattened to one batch dimension. ``extra_keys``:
     what else the accelerator reads to label a pair (an LSTM's ``is_init`` and recurrent state)."""
-    keys = dict.fromkeys([*PAIR_KEYS, *extra_keys])
-    return batch.select(*keys).reshape(-1)
+    return batch.select(*dict.fromkeys([*PAIR_KEYS, *extra_keys])).reshape(-1)
 
 
 def add_state_noise(pairs: TensorDictBase, sigma: float) -> TensorDictBase:
     """Gaussian noise of std ``sigma`` on the real positions of the window; ``observation`` is set to
     the noisy last entry so that an accelerator label is computed on the same noisy state."""
-    window = pairs.get(WINDOW_KEY)
-    real = pairs.get(MASK_KEY).unsqueeze(-1)
+    window = pairs.get(keys.OBSERVATION_WINDOW)
+    real = pairs.get(keys.WINDOW_MASK).unsqueeze(-1)
     noisy = window + sigma * torch.randn_like(window) * real
-    return pairs.set(WINDOW_KEY, noisy).set(OBSERVATION_KEY, noisy[..., -1, :])
+    return pairs.set(keys.OBSERVATION_WINDOW, noisy).set(keys.OBSERVATION, noisy[..., -1, :])
 
 
 class BehaviourCloner:
@@ -74,10 +72,10 @@ class BehaviourCloner:
         if self.target == "accelerator":
             teacher_in = pairs.select(*self.accelerator.in_keys, strict=False)
             with torch.no_grad(), set_exploration_type(ExplorationType.DETERMINISTIC):
-                target = self.accelerator(teacher_in).get(ACTION_KEY)
+                target = self.accelerator(teacher_in).get(keys.ACTION)
         else:
-            target = pairs.get(ACTION_KEY)
-        return pairs.set(TARGET_ACTION_KEY, target)
+            target = pairs.get(keys.ACTION)
+        return pairs.set(keys.TARGET_ACTION, target)
 
     def step(self, pairs: TensorDictBase) -> TensorDictBase:
         """One gradient step; returns the detached loss terms (``loss_bc``, ``loss_ascent`` when on, ``loss``)."""

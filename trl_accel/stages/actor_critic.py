@@ -6,8 +6,8 @@ import torch
 from tensordict.nn import TensorDictModule
 from torchrl.objectives import LossModule, SoftUpdate
 
+from trl_accel import keys
 from trl_accel.modules.lstm import is_recurrent
-from trl_accel.stages.sequences import LOSS_MASK_KEY
 
 
 def needs_loop_over_critics(critics: list[TensorDictModule]) -> bool:
@@ -21,7 +21,7 @@ def prepare_actor_critic(loss: LossModule, gamma: float, tau: float, lr: float,
     """Give ``loss`` its value estimator and the burn-in loss mask (sequence batches: no loss on
     burn-in steps); return its soft target updater and the critics' and actor's Adam optimisers."""
     loss.make_value_estimator(gamma=gamma)
-    loss.loss_mask_key = LOSS_MASK_KEY
+    loss.loss_mask_key = keys.LOSS_MASK
     critic_optimizer = torch.optim.Adam(list(loss.qvalue_network_params.values(True, True)), lr=lr)
     actor_optimizer = torch.optim.Adam(list(loss.actor_network_params.values(True, True)), lr=lr)
     return SoftUpdate(loss, tau=tau), critic_optimizer, actor_optimizer

@@ -6,9 +6,8 @@ from tensordict import TensorDict, TensorDictBase
 from torchrl.modules import set_recurrent_mode
 from torchrl.objectives import LossModule
 
-from trl_accel.envs.context import MASK_KEY, OBSERVATION_KEY, WINDOW_KEY
-from trl_accel.modules.lstm import IS_INIT_KEY, is_recurrent
-from trl_accel.modules.mlp import ACTION_KEY, STATE_ACTION_VALUE_KEY
+from trl_accel import keys
+from trl_accel.modules.lstm import is_recurrent
 from trl_accel.objectives.bc import CriticValue
 
 
@@ -17,12 +16,12 @@ def window_as_sequence(pairs: TensorDictBase, action: torch.Tensor) -> TensorDic
     ``observation`` [B, K, D], ``is_init`` [B, K, 1] at each window's first real position (the padding
     before it is a separate, discarded segment) and ``action`` [B, K, A] (the action is the last step's;
     earlier steps' Q values are not used)."""
-    window, real = pairs.get(WINDOW_KEY), pairs.get(MASK_KEY)
+    window, real = pairs.get(keys.OBSERVATION_WINDOW), pairs.get(keys.WINDOW_MASK)
     starts = real & ~torch.nn.functional.pad(real[:, :-1], (1, 0), value=False)
     starts[:, 0] = True
     context_len = window.shape[1]
-    return TensorDict({OBSERVATION_KEY: window, IS_INIT_KEY: starts.unsqueeze(-1),
-                       ACTION_KEY: action.unsqueeze(1).expand(-1, context_len, -1)}, batch_size=window.shape[:2])
+    return TensorDict({keys.OBSERVATION: window, keys.IS_INIT: starts.unsqueeze(-1),
+                       keys.ACTION: action.unsqueeze(1).expand(-1, context_len, -1)}, batch_size=window.shape[:2])
 
 
 def frozen_first_critic(loss: LossModule) -> CriticValue:
@@ -39,9 +38,9 @@ def frozen_first_critic(loss: LossModule) -> CriticValue:
         with params.to_module(critic):
             if recurrent:
                 with set_recurrent_mode(True):
-                    return critic(window_as_sequence(pairs, action)).get(STATE_ACTION_VALUE_KEY)[:, -1]
-            critic_in = pairs.select(*(key for key in critic.in_keys if key != ACTION_KEY), strict=False)
-            critic_in.set(ACTION_KEY, action)
-            return critic(critic_in).get(STATE_ACTION_VALUE_KEY)
+                    return critic(window_as_sequence(pairs, action)).get(keys.STATE_ACTION_VALUE)[:, -1]
+            critic_in = pairs.select(*(key for key in critic.in_keys if key != keys.ACTION), strict=False)
+            critic_in.set(keys.ACTION, action)
+            return critic(critic_in).get(keys.STATE_ACTION_VALUE)
 
     return value

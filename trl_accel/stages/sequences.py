@@ -8,7 +8,7 @@ from tensordict import TensorDictBase
 from torchrl.data import LazyTensorStorage, ReplayBuffer, SliceSampler
 from torchrl.envs import Transform
 
-LOSS_MASK_KEY = "loss_mask"
+from trl_accel import keys
 
 
 @dataclass
@@ -35,7 +35,7 @@ class SequenceView(Transform):
         sequences = tensordict.reshape(-1, self.seq_len)
         mask = torch.ones(sequences.shape, dtype=torch.bool, device=sequences.device)
         mask[:, : self.burn_in] = False
-        return sequences.set(LOSS_MASK_KEY, mask)
+        return sequences.set(keys.LOSS_MASK, mask)
 
     def _call(self, tensordict: TensorDictBase) -> TensorDictBase:
         return self.forward(tensordict)

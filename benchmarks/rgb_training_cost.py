@@ -35,7 +35,7 @@ def main() -> None:
     parser.add_argument("--random-steps", type=int, default=100)
     parser.add_argument("--steps", type=int, default=300, help="learning steps timed per variant")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "rgb_training_cost")
-    parser.add_argument("overrides", nargs="*", help="extra recipe overrides, e.g. td3.batch_size=64")
+    parser.add_argument("overrides", nargs="*", help="extra recipe overrides, e.g. algo.batch_size=64")
     args = parser.parse_args()
 
     accelerated = run("accelerate", [f"stage1.steps={args.steps}", f"stage2.steps={args.steps}",

@@ -1,5 +1,6 @@
 """Accelerated transformer with SAC: the same stages as ``td3_accelerate.py`` with ``SACLoss``
 (tanh-normal actors, automatic entropy tuning); the transformer clones the accelerator's mean action.
+The config is ``td3_accelerate.yaml`` with ``algo=sac``.
 
     python recipes/sac_accelerate.py experiment=quick
     python recipes/sac_accelerate.py env=hopper_pomdp accelerator=lstm
@@ -8,16 +9,9 @@
 """
 from __future__ import annotations
 
-import hydra
-from omegaconf import DictConfig
+from pathlib import Path
 
-from td3_accelerate import main_with_errors
-
-
-@hydra.main(config_path="config", config_name="sac_accelerate", version_base="1.3")
-def main(cfg: DictConfig) -> None:
-    main_with_errors(cfg)
-
+from trl_accel.recipe import main
 
 if __name__ == "__main__":
-    main()
+    main(Path(__file__).resolve().parent / "config", "sac_accelerate")

@@ -15,15 +15,15 @@ sys.path.insert(0, str(ROOT / "recipes"))
 TINY = [
     "experiment=quick", "device=cpu", "quiet=true", "env.max_episode_steps=50",
     "stage1.random_steps=200", "stage1.steps=300", "stage2.steps=200", "stage1.bc_every=100",
-    "stage1.bc_batch_size=50", "stage1.bc_epochs=2", "td3.batch_size=64", "eval.every=250", "eval.episodes=2",
+    "stage1.bc_batch_size=50", "stage1.bc_epochs=2", "algo.batch_size=64", "eval.every=250", "eval.episodes=2",
     "checkpoint.every=100", "transformer.d_model=32", "transformer.d_ff=64", "accelerator.hidden_sizes=[32,32]",
 ]
 
 
 #: The tiny schedule for the SAC recipe, and the small LSTM accelerator on the masked Pendulum.
-TINY_SAC = [*TINY, "sac.batch_size=64"]
+TINY_SAC = [*TINY, "algo.batch_size=64"]
 TINY_LSTM = ["env=pendulum_pomdp", "accelerator=lstm", "accelerator.hidden_size=16", "accelerator.hidden_sizes=[16]",
-             "accelerator.seq_len=4", "accelerator.burn_in=1", "td3.batch_size=16"]
+             "accelerator.seq_len=4", "accelerator.burn_in=1", "algo.batch_size=16"]
 
 
 def compose_config(*overrides: str, recipe: str = "td3_accelerate"):

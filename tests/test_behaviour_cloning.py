@@ -1,29 +1,38 @@
 """Stage one's behaviour cloning: the transformer can fit its teacher; targets and T behave."""
 from __future__ import annotations
 
+import pytest
 import torch
-from tensordict import TensorDict
+from tensordict.nn import TensorDictModule, TensorDictSequential
 from torchrl.data import Bounded
+from torchrl.modules import MLP, TanhModule
 
+from tests.helpers import window_pairs
+from trl_accel import keys
 from trl_accel.modules import make_mlp_actor, make_transformer_actor
+from trl_accel.objectives import BehaviourCloningLoss
 from trl_accel.stages import BehaviourCloner, make_trajectory_buffer
 
 OBS, ACT, K, B = 5, 2, 3, 64
 SPEC = Bounded(-1.0, 1.0, shape=(ACT,))
 
 
-def pairs(n: int = B) -> TensorDict:
-    mask = torch.ones(n, K, dtype=torch.bool)
-    mask[: n // 4, 0] = False
-    window = torch.randn(n, K, OBS) * mask.unsqueeze(-1)
-    return TensorDict(observation_window=window, window_mask=mask, observation=window[:, -1],
-                      action=torch.rand(n, ACT) * 1.6 - 0.8, batch_size=[n])
+def pairs(n: int = B):
+    return window_pairs(n, obs_dim=OBS, action_dim=ACT, context_len=K)
+
+
+def small_transformer(**kwargs):
+    return make_transformer_actor(OBS, SPEC, context_len=K, d_model=16, d_ff=32, **kwargs)
+
+
+def teacher() -> TensorDictSequential:
+    return make_mlp_actor(OBS, SPEC, hidden_sizes=(16,))
 
 
 def test_transformer_overfits_a_fixed_batch():
     torch.manual_seed(0)
-    transformer = make_transformer_actor(OBS, SPEC, K, d_model=64, d_ff=128, dropout=0.0)
-    cloner = BehaviourCloner(transformer, make_mlp_actor(OBS, SPEC, (16,)), target="executed", lr=1e-3)
+    transformer = make_transformer_actor(OBS, SPEC, context_len=K, d_model=64, d_ff=128, dropout=0.0)
+    cloner = BehaviourCloner(transformer, teacher(), target="executed", lr=1e-3)
     batch = pairs()
     first = cloner.step(batch.clone())["loss_bc"].item()
     for _ in range(400):
@@ -32,16 +41,15 @@ def test_transformer_overfits_a_fixed_batch():
 
 
 def test_accelerator_target_is_its_deterministic_action():
-    accelerator = make_mlp_actor(OBS, SPEC, (16,))
-    cloner = BehaviourCloner(make_transformer_actor(OBS, SPEC, K, d_model=16, d_ff=32), accelerator, target="accelerator")
+    accelerator = teacher()
+    cloner = BehaviourCloner(small_transformer(), accelerator, target="accelerator")
     batch = pairs()
     labelled = cloner.label(batch.clone())
-    assert torch.equal(labelled["target_action"], accelerator(batch.select("observation"))["action"].detach())
+    assert torch.equal(labelled[keys.TARGET_ACTION], accelerator(batch.select(keys.OBSERVATION))[keys.ACTION].detach())
 
 
 def test_transformer_target_soft_updates_every_gradient_step():
-    transformer = make_transformer_actor(OBS, SPEC, K, d_model=16, d_ff=32)
-    cloner = BehaviourCloner(transformer, make_mlp_actor(OBS, SPEC, (16,)), target="executed", tau=0.1)
+    cloner = BehaviourCloner(small_transformer(), teacher(), target="executed", tau=0.1)
     online = cloner.loss.actor_network_params
     target_before = cloner.loss.target_actor_network_params.clone()
     cloner.step(pairs())
@@ -52,8 +60,7 @@ def test_transformer_target_soft_updates_every_gradient_step():
 
 
 def test_trajectory_buffer_is_cleared_after_a_bc_round():
-    cloner = BehaviourCloner(make_transformer_actor(OBS, SPEC, K, d_model=16, d_ff=32),
-                             make_mlp_actor(OBS, SPEC, (16,)), target="executed", epochs=2)
+    cloner = BehaviourCloner(small_transformer(), teacher(), target="executed", epochs=2)
     buffer = make_trajectory_buffer(capacity=100, batch_size=32)
     buffer.extend(pairs(100))
     assert len(buffer) == 100
@@ -63,23 +70,66 @@ def test_trajectory_buffer_is_cleared_after_a_bc_round():
 
 
 def test_padding_positions_do_not_change_the_action():
-    transformer = make_transformer_actor(OBS, SPEC, K, d_model=16, d_ff=32).eval()
+    transformer = small_transformer().eval()
     batch = pairs(8)
-    batch["window_mask"][:, :2] = False
+    batch[keys.WINDOW_MASK][:, :2] = False
     other = batch.clone()
-    other["observation_window"][:, :2] = torch.randn(8, 2, OBS) * 100
-    assert torch.allclose(transformer(batch)["action"], transformer(other)["action"], atol=1e-6)
+    other[keys.OBSERVATION_WINDOW][:, :2] = torch.randn(8, 2, OBS) * 100
+    assert torch.allclose(transformer(batch)[keys.ACTION], transformer(other)[keys.ACTION], atol=1e-6)
 
 
 def test_dropout_is_off_in_eval_mode():
-    transformer = make_transformer_actor(OBS, SPEC, K, d_model=16, d_ff=32, dropout=0.5).eval()
+    transformer = small_transformer(dropout=0.5).eval()
     batch = pairs(8)
-    assert torch.equal(transformer(batch.clone())["action"], transformer(batch.clone())["action"])
+    assert torch.equal(transformer(batch.clone())[keys.ACTION], transformer(batch.clone())[keys.ACTION])
 
 
 def test_dropout_acts_only_on_gradient_steps():
-    transformer = make_transformer_actor(OBS, SPEC, K, d_model=16, d_ff=32, dropout=0.5).train()
+    transformer = small_transformer(dropout=0.5).train()
     batch = pairs(8)
     with torch.no_grad():  # target actions and rollouts
-        assert torch.equal(transformer(batch.clone())["action"], transformer(batch.clone())["action"])
-    assert not torch.equal(transformer(batch.clone())["action"], transformer(batch.clone())["action"])
+        assert torch.equal(transformer(batch.clone())[keys.ACTION], transformer(batch.clone())[keys.ACTION])
+    assert not torch.equal(transformer(batch.clone())[keys.ACTION], transformer(batch.clone())[keys.ACTION])
+
+
+def test_bc_gradient_steps_apply_dropout():
+    """TorchRL runs a loss's forward under ExplorationType.DETERMINISTIC; the student still trains with dropout."""
+    cloner = BehaviourCloner(small_transformer(dropout=0.5), teacher(), target="executed")
+    batch = cloner.label(pairs(8))
+    assert cloner.loss(batch.clone())["loss_bc"] != cloner.loss(batch.clone())["loss_bc"]
+
+
+def test_a_teacher_writing_a_nested_action_is_cloned():
+    torch.manual_seed(0)
+    nested = ("teacher", keys.ACTION)
+    mlp = MLP(in_features=OBS, out_features=ACT, num_cells=[16])
+    nested_teacher = TensorDictSequential(
+        TensorDictModule(mlp, in_keys=[keys.OBSERVATION], out_keys=[("teacher", keys.PARAM)]),
+        TanhModule(in_keys=[("teacher", keys.PARAM)], out_keys=[nested], spec=SPEC))
+    cloner = BehaviourCloner(small_transformer(dropout=0.0), nested_teacher, lr=1e-3)
+    assert cloner.teacher_action_key == nested
+    batch = pairs()
+    with torch.no_grad():
+        expected = nested_teacher(batch.select(keys.OBSERVATION))[nested]
+    assert torch.equal(cloner.label(batch.clone())[keys.TARGET_ACTION], expected)
+    first = cloner.step(batch.clone())["loss_bc"].item()
+    for _ in range(100):
+        last = cloner.step(batch.clone())["loss_bc"].item()
+    assert last < 0.5 * first
+
+
+def test_an_ambiguous_teacher_names_its_out_keys_and_the_parameter():
+    two_outputs = TensorDictSequential(
+        TensorDictModule(torch.nn.Linear(OBS, ACT), in_keys=[keys.OBSERVATION], out_keys=[("teacher", "action")]),
+        TensorDictModule(torch.nn.Linear(OBS, ACT), in_keys=[keys.OBSERVATION], out_keys=[("teacher", "other")]))
+    with pytest.raises(ValueError, match=r"out_keys \[\('teacher', 'action'\), \('teacher', 'other'\)\].*teacher_action_key"):
+        BehaviourCloner(small_transformer(), two_outputs)
+    cloner = BehaviourCloner(small_transformer(), two_outputs, teacher_action_key=("teacher", "other"))
+    assert cloner.label(pairs(4))[keys.TARGET_ACTION].shape == (4, ACT)
+
+
+def test_constructors_take_options_by_keyword_only():
+    with pytest.raises(TypeError):
+        BehaviourCloner(small_transformer(), teacher(), "executed")
+    with pytest.raises(TypeError):
+        BehaviourCloningLoss(small_transformer(), keys.TARGET_ACTION)

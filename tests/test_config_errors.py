@@ -25,7 +25,7 @@ def test_context_len_below_one_is_refused(tiny_config):
 
 
 def test_batch_larger_than_buffer_is_refused(tiny_config):
-    with pytest.raises(ConfigError, match=r"td3.batch_size=64 transitions \(64 steps\) does not fit in stage2.buffer_size \(10\)"):
+    with pytest.raises(ConfigError, match=r"algo.batch_size=64 transitions \(64 steps\) does not fit in stage2.buffer_size \(10\)"):
         validate_config(tiny_config("stage2.buffer_size=10"))
 
 

@@ -30,7 +30,7 @@ def test_lstm_accelerator_learns_and_teaches_the_transformer(tmp_path):
     # transformer gain 352 over random. (On the velocity-masked Pendulum the LSTM accelerator needs far more
     # than a CI budget; see benchmarks/README.md.)
     cfg = compose_config("experiment=quick", "env=pendulum", "accelerator=lstm", "accelerator.hidden_size=64",
-                         "accelerator.hidden_sizes=[64]", "td3.batch_size=64", "eval.episodes=10", "stage1.steps=6000",
+                         "accelerator.hidden_sizes=[64]", "algo.batch_size=64", "eval.episodes=10", "stage1.steps=6000",
                          "stage2.steps=0", "seed=0", "device=cpu", "quiet=true")
     summary = run_experiment(cfg, tmp_path)
     accelerator_gain, transformer_gain, random_return = gains_over_random(summary)

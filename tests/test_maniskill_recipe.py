@@ -15,7 +15,7 @@ if not AVAILABLE:
 
 from td3_accelerate import run_experiment  # noqa: E402
 
-MANISKILL = ["env=pushcube", "env.num_envs=2", "td3.gamma=0.8", "td3.tau=0.01", "eval.episodes=2"]
+MANISKILL = ["env=pushcube", "env.num_envs=2", "algo.gamma=0.8", "algo.tau=0.01", "eval.episodes=2"]
 
 
 def read_scalar(run_dir, name: str) -> list[float]:
@@ -38,7 +38,7 @@ def test_pushcube_stage_one_shows_a_learning_signal(tiny_config, tmp_path):
 
 
 def test_pushcube_sac_both_stages_report_success(tiny_sac_config, tmp_path):
-    summary = run_experiment(tiny_sac_config(*MANISKILL, "sac.gamma=0.8", "stage1.random_steps=100", "stage1.steps=100",
+    summary = run_experiment(tiny_sac_config(*MANISKILL, "algo.gamma=0.8", "stage1.random_steps=100", "stage1.steps=100",
                                              "stage2.steps=100", "eval.every=1000"), tmp_path)
     assert 0.0 <= summary["stage2"]["transformer_success"] <= 1.0
     assert summary["env_steps"] == 300
@@ -46,7 +46,7 @@ def test_pushcube_sac_both_stages_report_success(tiny_sac_config, tmp_path):
 
 def test_pullcube_rgb_runs_end_to_end(tiny_config, tmp_path):
     summary = run_experiment(tiny_config("env=pullcube", "env.obs_mode=rgb", "env.num_envs=1", "eval.episodes=1",
-                                         "encoder.feature_dim=16", "td3.batch_size=8", "stage1.bc_batch_size=8",
+                                         "encoder.feature_dim=16", "algo.batch_size=8", "stage1.bc_batch_size=8",
                                          "stage1.random_steps=50", "stage1.steps=50", "stage1.bc_every=50",
                                          "stage2.steps=50", "eval.every=1000", "env.max_episode_steps=20"), tmp_path)
     assert summary["env_steps"] == 150 and "transformer_success" in summary["stage2"]

@@ -15,7 +15,7 @@ TOTAL = 200 + 300 + 200
 @pytest.mark.parametrize("recipe, extra", [
     ("td3", [*TINY_LSTM, "stage1.ascent_weight=0.1"]),
     ("sac", []),
-    ("sac", [*TINY_LSTM, "sac.batch_size=16", "stage1.ascent_weight=0.1", "stage1.bc_loss=likelihood"]),
+    ("sac", [*TINY_LSTM, "algo.batch_size=16", "stage1.ascent_weight=0.1", "stage1.bc_loss=likelihood"]),
 ], ids=["td3-lstm-ascent", "sac-mlp-bc", "sac-lstm-ascent-likelihood"])
 def test_accelerated_runs_write_the_same_summary(tiny_config, tiny_sac_config, tmp_path, recipe, extra):
     config = tiny_config if recipe == "td3" else tiny_sac_config
@@ -45,7 +45,7 @@ def test_pomdp_env_masks_the_observation(tiny_config, tmp_path):
 @pytest.mark.parametrize("recipe", ["td3", "sac"])
 def test_lstm_baseline_from_scratch(tiny_config, tiny_sac_config, tmp_path, recipe):
     config = tiny_config if recipe == "td3" else tiny_sac_config
-    extra = ["sac.batch_size=16"] if recipe == "sac" else []
+    extra = ["algo.batch_size=16"] if recipe == "sac" else []
     summary = run_experiment(config(*TINY_LSTM, *extra, "mode=accelerator_only"), tmp_path)
     assert summary["switch_step"] is None and isinstance(summary["final_return"], float)
     assert all("lstm_return" in record for record in summary["evaluations"])
@@ -56,8 +56,8 @@ def test_lstm_run_resumes_after_a_crash(tiny_config, tmp_path, monkeypatch):
 
     original_save, saves = loop.Run.save, []
 
-    def save_then_crash(self, name, payload):
-        path = original_save(self, name, payload)
+    def save_then_crash(self, name, payload, **kwargs):
+        path = original_save(self, name, payload, **kwargs)
         saves.append(name)
         if len(saves) == 2:
             raise KeyboardInterrupt("simulated kill right after a checkpoint")

@@ -46,14 +46,14 @@ def test_other_bc_data_sources_fill_the_trajectory_buffer(tiny_config, tmp_path,
     assert (tmp_path / "metrics" / "scalars" / "train" / "loss_bc.csv").read_text().count("\n") == 3
 
 
-@pytest.mark.parametrize("crash_at_save, stage, env_steps", [(3, "stage1", 300), (7, "stage2", 600)])
+@pytest.mark.parametrize("crash_at_save, stage, env_steps", [(3, "stage1", 300), (8, "stage2", 600)])
 def test_resume_after_a_crash_continues_the_counters(tiny_config, tmp_path, monkeypatch, crash_at_save, stage, env_steps):
     saved = []
     original_save = loop.Run.save
 
-    def save_then_crash(self, name, payload):
-        path = original_save(self, name, payload)
-        saved.append({**self.state, "evaluations": list(self.state["evaluations"])})
+    def save_then_crash(self, name, payload, **kwargs):
+        path = original_save(self, name, payload, **kwargs)
+        saved.append(self.state.state_dict())
         if len(saved) == crash_at_save:
             raise KeyboardInterrupt("simulated kill right after a checkpoint")
         return path

@@ -19,7 +19,7 @@ def collect(frames: int = 120, seed: int = 0):
     """Deterministic LSTM actor on masked Pendulum (angular velocity hidden), short episodes."""
     torch.manual_seed(seed)
     env = make_env("Pendulum-v1", K, seed=seed, max_episode_steps=EPISODE, pomdp="positions_only")
-    actor = make_lstm_actor(2, env.action_spec_unbatched, hidden_size=16, head_sizes=(16,))
+    actor = make_lstm_actor(2, env.action_spec_unbatched, hidden_size=16, hidden_sizes=(16,))
     env.append_transform(recurrent_state_primer(actor))
     collector = Collector(env, actor, frames_per_batch=frames, total_frames=frames,
                           exploration_type=ExplorationType.DETERMINISTIC)
@@ -71,7 +71,7 @@ def test_recurrent_mode_from_the_stored_state_replays_the_collected_actions():
 def test_lstm_td3_update_ignores_burn_in_steps():
     actor, batch = collect(frames=200)
     spec = make_env("Pendulum-v1", K).action_spec_unbatched
-    learner = TD3Learner(actor, make_twin_lstm_q_critics(2, 1, 16, (16,)), spec, TD3Settings())
+    learner = TD3Learner(actor, make_twin_lstm_q_critics(2, 1, hidden_size=16, hidden_sizes=(16,)), spec, TD3Settings())
     replay = make_replay_buffer(1000, batch_size=8, sequences=SequenceSettings(seq_len=6, burn_in=3))
     replay.extend(batch)
     sequences = replay.sample()

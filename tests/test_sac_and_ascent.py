@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tensordict import TensorDict
 from torchrl.data import Bounded
-from torchrl.envs import ExplorationType, set_exploration_type
 
+from tests.helpers import mean_action, window_pairs
+from trl_accel import keys
 from trl_accel.modules import make_mlp_actor, make_transformer_actor, make_twin_q_critics
 from trl_accel.modules.lstm import make_lstm_actor, make_twin_lstm_q_critics
 from trl_accel.stages import BehaviourCloner, hand_over
@@ -19,42 +19,33 @@ TD3 = {"batch_size": 32}
 SAC = {"batch_size": 32}
 
 
-def pairs(n: int = B) -> TensorDict:
-    mask = torch.ones(n, K, dtype=torch.bool)
-    mask[: n // 4, 0] = False
-    window = torch.randn(n, K, OBS) * mask.unsqueeze(-1)
-    return TensorDict(observation_window=window, window_mask=mask, observation=window[:, -1],
-                      is_init=torch.zeros(n, 1, dtype=torch.bool), action=torch.rand(n, ACT) * 1.6 - 0.8, batch_size=[n])
+def pairs(n: int = B):
+    return window_pairs(n, obs_dim=OBS, action_dim=ACT, context_len=K)
 
 
-def transformer(stochastic: bool = False, critic_keys=()):
-    return make_transformer_actor(OBS, SPEC, K, d_model=32, d_ff=64, dropout=0.0, stochastic=stochastic,
-                                  critic_keys=critic_keys)
-
-
-def mean_action(actor, batch):
-    with torch.no_grad(), set_exploration_type(ExplorationType.DETERMINISTIC):
-        return actor(batch.select(*actor.in_keys, strict=False))["action"]
+def transformer(stochastic: bool = False, passthrough_keys=(keys.OBSERVATION,)):
+    return make_transformer_actor(OBS, SPEC, context_len=K, d_model=32, d_ff=64, dropout=0.0, stochastic=stochastic,
+                                  passthrough_keys=passthrough_keys)
 
 
 @pytest.mark.parametrize("likelihood", [False, True])
 def test_sac_transformer_clones_the_accelerators_mean_action(likelihood):
     torch.manual_seed(0)
-    accelerator, student = make_mlp_actor(OBS, SPEC, (32,), stochastic=True), transformer(stochastic=True)
+    accelerator, student = make_mlp_actor(OBS, SPEC, hidden_sizes=(32,), stochastic=True), transformer(stochastic=True)
     cloner = BehaviourCloner(student, accelerator, target="accelerator", lr=1e-3, likelihood=likelihood)
     batch = pairs()
     labelled = cloner.label(batch.clone())
-    torch.testing.assert_close(labelled["target_action"], mean_action(accelerator, batch))  # the mean, not a sample
-    gap_before = (mean_action(student, batch) - labelled["target_action"]).abs().mean()
+    torch.testing.assert_close(labelled[keys.TARGET_ACTION], mean_action(accelerator, batch))  # the mean, not a sample
+    gap_before = (mean_action(student, batch) - labelled[keys.TARGET_ACTION]).abs().mean()
     for _ in range(300):
         cloner.step(batch.clone())
-    gap_after = (mean_action(student, batch) - labelled["target_action"]).abs().mean()
+    gap_after = (mean_action(student, batch) - labelled[keys.TARGET_ACTION]).abs().mean()
     assert gap_after < 0.3 * gap_before, (gap_before, gap_after)
 
 
 def test_likelihood_needs_a_stochastic_student():
     with pytest.raises(ValueError, match="stochastic"):
-        BehaviourCloner(transformer(), make_mlp_actor(OBS, SPEC, (8,)), likelihood=True)
+        BehaviourCloner(transformer(), make_mlp_actor(OBS, SPEC, hidden_sizes=(8,)), likelihood=True)
 
 
 CASES = {
@@ -68,18 +59,18 @@ def test_ascent_raises_the_frozen_critics_value_of_the_transformers_action(case)
     torch.manual_seed(0)
     stochastic = algorithm == "sac"
     if recurrent:
-        accelerator = make_lstm_actor(OBS, SPEC, 16, (16,), stochastic)
-        critics = make_twin_lstm_q_critics(OBS, ACT, 16, (16,))
+        accelerator = make_lstm_actor(OBS, SPEC, hidden_size=16, hidden_sizes=(16,), stochastic=stochastic)
+        critics = make_twin_lstm_q_critics(OBS, ACT, hidden_size=16, hidden_sizes=(16,))
     else:
-        accelerator = make_mlp_actor(OBS, SPEC, (16,), stochastic)
-        critics = make_twin_q_critics(OBS, ACT, (16,))
-    learner = make_learner(algorithm, accelerator, critics, SPEC, TD3 if algorithm == "td3" else SAC)
-    student = transformer(stochastic, critic_keys=("is_init",) if recurrent else ())
+        accelerator = make_mlp_actor(OBS, SPEC, hidden_sizes=(16,), stochastic=stochastic)
+        critics = make_twin_q_critics(OBS, ACT, hidden_sizes=(16,))
+    learner = make_learner(algorithm, accelerator, critics, SPEC, settings=TD3 if algorithm == "td3" else SAC)
+    student = transformer(stochastic, passthrough_keys=(keys.IS_INIT,) if recurrent else (keys.OBSERVATION,))
     critic_value = frozen_first_critic(learner.loss)
     cloner = BehaviourCloner(student, accelerator, target="executed", lr=1e-3, critic_value=critic_value,
                              ascent_weight=1.0)
     batch = pairs()
-    batch["action"] = mean_action(student, batch)  # the BC term starts at zero: any first move is the ascent's
+    batch[keys.ACTION] = mean_action(student, batch)  # the BC term starts at zero: any first move is the ascent's
     critics_before = learner.loss.qvalue_network_params.clone()
 
     def q_of_student() -> float:
@@ -95,14 +86,14 @@ def test_ascent_raises_the_frozen_critics_value_of_the_transformers_action(case)
 
 def test_sac_hand_over_carries_critics_and_entropy_coefficient():
     torch.manual_seed(0)
-    accelerator, student = make_mlp_actor(OBS, SPEC, (16,), stochastic=True), transformer(stochastic=True)
-    critics = make_twin_q_critics(OBS, ACT, (16,))
-    stage_one = make_learner("sac", accelerator, critics, SPEC, SAC)
+    accelerator, student = make_mlp_actor(OBS, SPEC, hidden_sizes=(16,), stochastic=True), transformer(stochastic=True)
+    critics = make_twin_q_critics(OBS, ACT, hidden_sizes=(16,))
+    stage_one = make_learner("sac", accelerator, critics, SPEC, settings=SAC)
     with torch.no_grad():
         stage_one.loss.log_alpha.fill_(-2.5)
         stage_one.loss.target_qvalue_network_params.apply_(lambda p: p.add_(0.1))
     cloner = BehaviourCloner(student, accelerator)
-    stage_two = make_learner("sac", student, critics, SPEC, SAC)
+    stage_two = make_learner("sac", student, critics, SPEC, settings=SAC)
     hand_over(stage_one, cloner, stage_two)
     assert stage_two.loss.log_alpha.item() == pytest.approx(-2.5)
     assert (stage_two.loss.qvalue_network_params == stage_one.loss.qvalue_network_params).all()

@@ -1,35 +1,35 @@
 """TD3 learner, the critic hand-over to stage two, and checkpoints."""
 from __future__ import annotations
 
+import pytest
 import torch
-from tensordict import TensorDict
 from torchrl.data import Bounded
 
+from tests import helpers
+from trl_accel import keys
 from trl_accel.checkpoint import load_checkpoint, save_checkpoint
 from trl_accel.modules import make_mlp_actor, make_transformer_actor, make_twin_q_critics
-from trl_accel.stages import BehaviourCloner, TD3Learner, TD3Settings, hand_over
+from trl_accel.stages import BehaviourCloner, SACSettings, TD3Learner, TD3Settings, hand_over, make_learner
 
 OBS, ACT, K, B = 5, 2, 3, 32
 SPEC = Bounded(-1.0, 1.0, shape=(ACT,))
 
 
-def transitions(terminated: bool = False, truncated: bool = False) -> TensorDict:
-    def step_keys():
-        return {"observation": torch.randn(B, OBS), "observation_window": torch.randn(B, K, OBS),
-                "window_mask": torch.ones(B, K, dtype=torch.bool)}
-    done = torch.full((B, 1), terminated or truncated)
-    return TensorDict({**step_keys(), "action": torch.rand(B, ACT) * 2 - 1,
-                       "next": {**step_keys(), "reward": torch.randn(B, 1), "done": done,
-                                "terminated": torch.full((B, 1), terminated), "truncated": torch.full((B, 1), truncated)}},
-                      batch_size=[B])
+def transitions(terminated: bool = False, truncated: bool = False):
+    return helpers.transitions(B, obs_dim=OBS, action_dim=ACT, context_len=K, terminated=terminated, truncated=truncated)
 
 
 def small_transformer():
-    return make_transformer_actor(OBS, SPEC, K, d_model=16, d_ff=32)
+    return make_transformer_actor(OBS, SPEC, context_len=K, d_model=16, d_ff=32, passthrough_keys=(keys.OBSERVATION,))
+
+
+def mlp_learner() -> TD3Learner:
+    return TD3Learner(make_mlp_actor(OBS, SPEC, hidden_sizes=(16, 16)), make_twin_q_critics(OBS, ACT, hidden_sizes=(16, 16)),
+                      SPEC, TD3Settings())
 
 
 def test_truncated_transition_bootstraps_and_terminated_does_not():
-    learner = TD3Learner(make_mlp_actor(OBS, SPEC, (16, 16)), make_twin_q_critics(OBS, ACT, (16, 16)), SPEC, TD3Settings())
+    learner = mlp_learner()
     truncated = transitions(truncated=True)
     _, meta = learner.loss.value_loss(truncated)
     bootstrap = meta["target_value"] - truncated["next", "reward"].squeeze(-1)
@@ -40,7 +40,7 @@ def test_truncated_transition_bootstraps_and_terminated_does_not():
 
 
 def test_actor_updates_are_delayed_and_targets_move():
-    learner = TD3Learner(make_mlp_actor(OBS, SPEC, (16, 16)), make_twin_q_critics(OBS, ACT, (16, 16)), SPEC, TD3Settings())
+    learner = mlp_learner()
     target_before = learner.loss.target_qvalue_network_params.clone()
     assert "loss_actor" not in learner.update(transitions())
     assert "loss_actor" in learner.update(transitions())
@@ -48,7 +48,8 @@ def test_actor_updates_are_delayed_and_targets_move():
 
 
 def test_critic_hand_over_is_exact():
-    accelerator, critics, transformer = make_mlp_actor(OBS, SPEC, (16, 16)), make_twin_q_critics(OBS, ACT, (16, 16)), small_transformer()
+    accelerator, critics = make_mlp_actor(OBS, SPEC, hidden_sizes=(16, 16)), make_twin_q_critics(OBS, ACT, hidden_sizes=(16, 16))
+    transformer = small_transformer()
     stage_one = TD3Learner(accelerator, critics, SPEC, TD3Settings())
     cloner = BehaviourCloner(transformer, accelerator)
     for _ in range(4):
@@ -68,13 +69,11 @@ def test_critic_hand_over_is_exact():
 
 
 def test_checkpoint_round_trips(tmp_path):
-    def build():
-        return TD3Learner(make_mlp_actor(OBS, SPEC, (16, 16)), make_twin_q_critics(OBS, ACT, (16, 16)), SPEC, TD3Settings())
-    learner = build()
+    learner = mlp_learner()
     for _ in range(3):
         learner.update(transitions())
     save_checkpoint(tmp_path / "c.pt", {"learner": learner.state_dict()})
-    restored = build()
+    restored = mlp_learner()
     restored.load_state_dict(load_checkpoint(tmp_path / "c.pt")["learner"])
     assert restored.num_updates == 3
     assert (restored.loss.qvalue_network_params == learner.loss.qvalue_network_params).all()
@@ -85,3 +84,24 @@ def test_checkpoint_round_trips(tmp_path):
     torch.manual_seed(0)
     out_b = restored.update(batch.clone())
     assert torch.equal(out_a["loss_qvalue"], out_b["loss_qvalue"])
+
+
+def test_stage_two_gradient_steps_apply_the_transformers_dropout():
+    transformer = make_transformer_actor(OBS, SPEC, context_len=K, d_model=16, d_ff=32, dropout=0.5,
+                                         passthrough_keys=(keys.OBSERVATION,))
+    learner = TD3Learner(transformer, make_twin_q_critics(OBS, ACT, hidden_sizes=(16,)), SPEC, TD3Settings())
+    batch = transitions()
+    assert learner.loss.actor_loss(batch.clone())[0] != learner.loss.actor_loss(batch.clone())[0]
+
+
+def test_make_learner_takes_settings_by_keyword_and_refuses_unknown_ones():
+    actor, critics = make_mlp_actor(OBS, SPEC, hidden_sizes=(8,)), make_twin_q_critics(OBS, ACT, hidden_sizes=(8,))
+    assert make_learner("td3", actor, critics, SPEC, settings={"policy_delay": 3}).settings.policy_delay == 3
+    with pytest.raises(TypeError):
+        make_learner("td3", actor, critics, SPEC, {"policy_delay": 3})
+    with pytest.raises(ValueError, match=r"Unknown td3 settings \['alpha_lr'\]"):
+        make_learner("td3", actor, critics, SPEC, settings={"alpha_lr": 1e-3})
+    with pytest.raises(ValueError, match="algorithm must be one of"):
+        make_learner("ppo", actor, critics, SPEC, settings={})
+    stochastic = make_mlp_actor(OBS, SPEC, hidden_sizes=(8,), stochastic=True)
+    assert make_learner("sac", stochastic, critics, SPEC, settings=SACSettings(alpha_init=0.5)).settings.alpha_init == 0.5

@@ -25,6 +25,14 @@ def restore_rng_states(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+#: Written into every checkpoint, so that a foreign file is recognised.
+CHECKPOINT_FORMAT = "trl_accel/1"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, truncated or not one of ours, with the file named."""
+
+
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
     """Write ``payload`` plus the RNG states to ``path`` atomically (temp file, fsync, rename), so
     a kill mid-write leaves the previous checkpoint intact."""
@@ -32,7 +40,7 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as handle:
-        torch.save({**payload, "rng": rng_states()}, handle)
+        torch.save({**payload, "format": CHECKPOINT_FORMAT, "rng": rng_states()}, handle)
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, path)
@@ -40,9 +48,19 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """The checkpoint at ``path`` (a file, or a run directory: its ``checkpoints/last.pt``). Raises
+    :class:`CheckpointError` naming the file when it is missing, unreadable (truncated) or not a
+    checkpoint of this package."""
     path = Path(path)
     if path.is_dir():
         path = path / "checkpoints" / "last.pt"
     if not path.is_file():
-        raise FileNotFoundError(f"No checkpoint at '{path}'. Pass a checkpoint file or a run directory that has checkpoints/last.pt.")
-    return torch.load(path, map_location=map_location, weights_only=False)
+        raise CheckpointError(f"no checkpoint at '{path}': pass a run directory that has checkpoints/last.pt, or a checkpoint file.")
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as err:  # torch.load raises many types for a damaged file
+        reason = " ".join(str(err).split())[:160]
+        raise CheckpointError(f"'{path}' cannot be read as a checkpoint (truncated or damaged?): {reason}") from None
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"'{path}' is not a trl_accel checkpoint (format {CHECKPOINT_FORMAT} expected).")
+    return checkpoint

@@ -1,23 +1,23 @@
-"""Checks on a run's configuration, made before any training starts."""
+"""Checks on a run's configuration, made before anything is built: types and ranges from the schema
+(:mod:`trl_accel.schema`), then the checks that relate several keys."""
 from __future__ import annotations
 
-from pathlib import Path
+import importlib.util
 
 import torch
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from trl_accel.envs.make import check_env_available
-from trl_accel.envs.maniskill import OBS_MODES, SIM_BACKENDS, is_maniskill_config, vulkan_available
+from trl_accel.envs.maniskill import is_maniskill_config, vulkan_available
 from trl_accel.envs.pomdp import check_pomdp
-from trl_accel.stages.acceleration import BC_DATA_SOURCES, BC_TARGETS
-from trl_accel.stages.learners import ALGORITHMS
-from trl_accel.stages.switch import SWITCH_RULES
+from trl_accel.schema import ExperimentConfig, check_ranges
 
 MODES = ("accelerate", "accelerator_only", "transformer_only")
 #: The backbone's names for the TD3 baselines.
 MODE_ALIASES = {"mlp_td3": "accelerator_only", "transformer_td3": "transformer_only"}
-ACCELERATORS = ("mlp", "lstm")
-BC_LOSSES = ("mse", "likelihood")
+#: Logger backends and the package (and extra) each needs.
+LOGGER_PACKAGES = {"tensorboard": ("tensorboard", "tensorboard"), "wandb": ("wandb", "wandb")}
 
 
 def canonical_mode(mode: str) -> str:
@@ -34,9 +34,13 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device={name} was asked for, but no CUDA device is available. Use device=auto or device=cpu.")
-    if name != "cpu" and not name.startswith("cuda"):
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
         raise ConfigError(f"device must be auto, cpu or cuda[:N], got '{name}'.")
-    return torch.device(name)
+    return device
 
 
 def _require(condition: bool, message: str) -> None:
@@ -44,31 +48,80 @@ def _require(condition: bool, message: str) -> None:
         raise ConfigError(message)
 
 
-def validate_config(cfg: DictConfig) -> None:
-    """Raise :class:`ConfigError` for the first problem found in ``cfg``."""
-    _require(cfg.mode in MODES or cfg.mode in MODE_ALIASES,
-             f"mode must be one of {MODES} (or the older {tuple(MODE_ALIASES)}), got '{cfg.mode}'.")
-    algorithm = cfg.get("algorithm", "td3")
-    _require(algorithm in ALGORITHMS, f"algorithm must be one of {ALGORITHMS}, got '{algorithm}'.")
+def one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def typed_config(cfg: DictConfig) -> DictConfig:
+    """``cfg`` merged into :class:`~trl_accel.schema.ExperimentConfig`: a value of the wrong type, or a key
+    the schema does not know, raises :class:`ConfigError` naming the key."""
+    try:
+        plain = OmegaConf.to_container(OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"]), resolve=True)
+        return OmegaConf.merge(OmegaConf.structured(ExperimentConfig), plain)
+    except OmegaConfBaseException as err:
+        key = getattr(err, "full_key", None) or "?"
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ConfigError(f"{key}: {first}. Check the value of {key} (see the configuration reference in README.md).") from None
+
+
+def validate_config(cfg: DictConfig) -> DictConfig:
+    """Return the typed configuration, or raise :class:`ConfigError` for the first problem found."""
+    cfg = typed_config(cfg)
+    errors = check_ranges(cfg)
+    _require(not errors, errors[0] if errors else "")
+    algorithm = cfg.algo.name
     _require(cfg.mode not in MODE_ALIASES or algorithm == "td3",
              f"mode={cfg.mode} names a TD3 baseline; with SAC use mode={MODE_ALIASES.get(cfg.mode)}.")
+    _check_algorithm(cfg.algo)
     if is_maniskill_config(cfg.env):
         _check_maniskill(cfg)
     else:
         try:
             check_env_available(cfg.env.name)
-            check_pomdp(cfg.env.name, cfg.env.get("pomdp"))
+            check_pomdp(cfg.env.name, cfg.env.pomdp)
         except ValueError as err:
             raise ConfigError(str(err)) from err
     resolve_device(str(cfg.device))
-    _require(cfg.transformer.context_len >= 1,
-             f"transformer.context_len must be >= 1 (the window holds the current observation), got {cfg.transformer.context_len}.")
+    _check_transformer(cfg.transformer)
     _check_accelerator(cfg.accelerator)
-    batch = cfg[algorithm].batch_size
-    _require(batch >= 1, f"{algorithm}.batch_size must be >= 1, got {batch}.")
+    _check_buffers(cfg)
+    _check_stage_one(cfg)
+    _check_logger(cfg.logger.backend)
+    return cfg
+
+
+def _check_algorithm(algo: DictConfig) -> None:
+    needed = {"td3": ("policy_noise", "noise_clip", "exploration_noise", "policy_delay"),
+              "sac": ("alpha_lr", "alpha_init", "target_entropy")}[algo.name]
+    missing = [key for key in needed if algo[key] is None]
+    _require(not missing, f"algo={algo.name} needs algo.{missing[0] if missing else ''}: pick the group with algo={algo.name}.")
+    if algo.name == "sac":
+        entropy = algo.target_entropy
+        numeric = isinstance(entropy, (int, float)) and not isinstance(entropy, bool)
+        _require(entropy == "auto" or numeric,
+                 f"algo.target_entropy must be 'auto' (= -action_dim) or a number, got {entropy!r}.")
+
+
+def _check_transformer(t: DictConfig) -> None:
+    _require(t.d_model % t.n_heads == 0,
+             f"transformer.d_model ({t.d_model}) must be a multiple of transformer.n_heads ({t.n_heads}).")
+    kv_heads = t.n_kv_heads or t.n_heads
+    _require(t.n_heads % kv_heads == 0,
+             f"transformer.n_heads ({t.n_heads}) must be a multiple of transformer.n_kv_heads ({kv_heads}).")
+
+
+def _check_accelerator(acc: DictConfig) -> None:
+    if acc.type == "lstm":
+        for key in ("hidden_size", "seq_len", "burn_in"):
+            _require(acc[key] is not None, f"accelerator=lstm needs accelerator.{key}: pick the group with accelerator=lstm.")
+        _require(acc.burn_in < acc.seq_len,
+                 f"accelerator.burn_in must be in [0, accelerator.seq_len={acc.seq_len}), got {acc.burn_in}.")
+
+
+def _check_buffers(cfg: DictConfig) -> None:
     seq_len = cfg.accelerator.seq_len if cfg.accelerator.type == "lstm" else 1
-    algorithm_batch = f"{algorithm}.batch_size"
-    stage2_batch = "stage2.batch_size" if cfg.stage2.get("batch_size") else algorithm_batch
+    algorithm_batch = "algo.batch_size"
+    stage2_batch = "stage2.batch_size" if cfg.stage2.batch_size else algorithm_batch
     for buffer_key, batch_key in (("stage1.buffer_size", algorithm_batch), ("stage2.buffer_size", stage2_batch),
                                   ("baseline.buffer_size", algorithm_batch)):
         size, section_batch = OmegaConf.select(cfg, buffer_key), OmegaConf.select(cfg, batch_key)
@@ -76,55 +129,46 @@ def validate_config(cfg: DictConfig) -> None:
         _require(steps <= size, f"a batch of {batch_key}={section_batch} "
                  f"{'sequences' if seq_len > 1 else 'transitions'} ({steps} steps) does not fit in "
                  f"{buffer_key} ({size}): lower {batch_key} or raise {buffer_key}.")
-    stage1 = cfg.stage1
-    _require(stage1.bc_data in BC_DATA_SOURCES, f"stage1.bc_data must be one of {BC_DATA_SOURCES}, got '{stage1.bc_data}'.")
-    _require(stage1.bc_target in BC_TARGETS, f"stage1.bc_target must be one of {BC_TARGETS}, got '{stage1.bc_target}'.")
+
+
+def _check_stage_one(cfg: DictConfig) -> None:
+    stage1, algorithm = cfg.stage1, cfg.algo.name
     _require(not (stage1.bc_data == "dagger" and stage1.bc_target == "executed"),
              "stage1.bc_data=dagger labels the transformer's own actions with the accelerator: use stage1.bc_target=accelerator.")
     _require(stage1.bc_batch_size <= stage1.bc_every,
              f"stage1.bc_batch_size ({stage1.bc_batch_size}) is larger than the trajectory buffer (stage1.bc_every={stage1.bc_every}).")
-    _require(stage1.get("bc_loss", "mse") in BC_LOSSES, f"stage1.bc_loss must be one of {BC_LOSSES}, got '{stage1.get('bc_loss')}'.")
-    _require(stage1.get("bc_loss", "mse") == "mse" or algorithm == "sac",
-             "stage1.bc_loss=likelihood needs a stochastic transformer: use recipes/sac_accelerate.py, or bc_loss=mse.")
-    _require(stage1.get("ascent_weight", 0.0) >= 0, f"stage1.ascent_weight must be >= 0 (0 turns ascent off), got {stage1.get('ascent_weight')}.")
-    _require(stage1.switch.rule in SWITCH_RULES, f"stage1.switch.rule must be one of {SWITCH_RULES}, got '{stage1.switch.rule}'.")
-    for name in ("stage1.steps", "stage1.random_steps", "stage2.steps", "eval.every", "checkpoint.every"):
-        section, key = name.split(".")
-        _require(cfg[section][key] >= 0, f"{name} must be >= 0, got {cfg[section][key]}.")
-    _require(cfg.eval.episodes >= 1, f"eval.episodes must be >= 1, got {cfg.eval.episodes}.")
+    _require(stage1.bc_loss == "mse" or algorithm == "sac",
+             "stage1.bc_loss=likelihood needs a stochastic transformer: use recipes/sac_accelerate.py (algo=sac), or bc_loss=mse.")
+    _require(stage1.switch.rule != "auto" or cfg.eval.every > 0,
+             "stage1.switch.rule=auto decides at evaluations: set eval.every > 0.")
+    accelerating = canonical_mode(cfg.mode) == "accelerate" and cfg.stage2.init_from is None
+    _require(not accelerating or stage1.steps >= stage1.bc_every,
+             f"stage1.steps ({stage1.steps}) is below stage1.bc_every ({stage1.bc_every}), so the transformer would never "
+             "be cloned: raise stage1.steps or lower stage1.bc_every.")
     if cfg.stage2.init_from is not None:
-        _require(cfg.mode == "accelerate", "stage2.init_from is for mode=accelerate.")
-        _require(Path(cfg.stage2.init_from).is_file(),
-                 f"stage2.init_from='{cfg.stage2.init_from}' does not exist. Point it at a stage-one checkpoint "
-                 "(RUN_DIR/checkpoints/stage1.pt).")
-    if cfg.resume is not None:
-        path = Path(cfg.resume)
-        _require(path.is_file() or (path / "checkpoints" / "last.pt").is_file(),
-                 f"resume='{cfg.resume}' is neither a checkpoint file nor a run directory with checkpoints/last.pt.")
+        _require(canonical_mode(cfg.mode) == "accelerate", "stage2.init_from is for mode=accelerate.")
+
+
+def _check_logger(backend: str | None) -> None:
+    if backend in LOGGER_PACKAGES:
+        package, extra = LOGGER_PACKAGES[backend]
+        _require(importlib.util.find_spec(package) is not None,
+                 f"logger.backend={backend} needs the {package} package, which is not installed: "
+                 f"pip install -e '.[{extra}]', or use logger.backend=csv.")
 
 
 def _check_maniskill(cfg: DictConfig) -> None:
     """ManiSkill tasks: the package and a Vulkan device present, and options this wrapper supports."""
     env = cfg.env
-    _require(env.obs_mode in OBS_MODES, f"env.obs_mode must be one of {OBS_MODES}, got '{env.obs_mode}'.")
-    _require(env.sim_backend in SIM_BACKENDS, f"env.sim_backend must be one of {SIM_BACKENDS}, got '{env.sim_backend}'.")
-    _require(env.num_envs >= 1, f"env.num_envs must be >= 1, got {env.num_envs}.")
+    _require(env.sim_backend is not None, "env.sim_backend must be physx_cpu or physx_cuda for a ManiSkill task.")
     _require(cfg.frames_per_batch % env.num_envs == 0,
              f"frames_per_batch ({cfg.frames_per_batch}) must be a multiple of env.num_envs ({env.num_envs}): "
              f"each collector batch holds the same number of steps from every env.")
-    _require(env.get("pomdp") is None, "env.pomdp is for the MuJoCo tasks; ManiSkill tasks are fully observed here.")
+    _require(env.pomdp is None, "env.pomdp is for the MuJoCo tasks; ManiSkill tasks are fully observed here.")
     _require(not (cfg.accelerator.type == "lstm" and env.num_envs > 1),
              "accelerator=lstm samples sequences from one env's stream: use env.num_envs=1 with it.")
     available, reason = vulkan_available()
     _require(available, f"{env.name} cannot run here: {reason}")
-
-
-def _check_accelerator(acc: DictConfig) -> None:
-    _require(acc.get("type") in ACCELERATORS, f"accelerator must be one of {ACCELERATORS} (accelerator=mlp|lstm), got '{acc.get('type')}'.")
-    if acc.type == "lstm":
-        _require(acc.seq_len >= 2, f"accelerator.seq_len must be >= 2, got {acc.seq_len}.")
-        _require(0 <= acc.burn_in < acc.seq_len,
-                 f"accelerator.burn_in must be in [0, accelerator.seq_len={acc.seq_len}), got {acc.burn_in}.")
 
 
 def check_checkpoint_shapes(checkpoint_shapes: dict, env_shapes: dict, path: str) -> None:

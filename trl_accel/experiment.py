@@ -1,7 +1,12 @@
-"""One experiment, read top to bottom: build -> stage one (accelerator + behaviour cloning) -> the
-switch -> stage two (transformer fine-tuned with the accelerator's critics) -> summary; or a
-from-scratch baseline. ``recipes/td3_accelerate.py`` and ``recipes/sac_accelerate.py`` call
-:func:`run_experiment` with their Hydra config (``cfg.algorithm`` is ``td3`` or ``sac``).
+"""One experiment, read top to bottom: build -> stage one (the accelerator learns; the transformer clones
+it) -> the switch -> stage two (the transformer fine-tuned with the accelerator's critics) -> summary;
+or a from-scratch baseline. ``recipes/td3_accelerate.py`` and ``recipes/sac_accelerate.py`` call
+:func:`run_experiment` with their Hydra config (``cfg.algo.name`` is ``td3`` or ``sac``).
+
+Each stage's loop body is written out in :func:`stage_one`, :func:`stage_two` and :func:`baseline`, in
+the order of the paper's algorithms; what every stage shares (collect, store, RL updates) is the
+iterator :func:`trl_accel.loop.collect_and_learn`. Each stage lists the objects it checkpoints once
+(its ``parts``); resume loads them, hand-over happens only when stage two starts afresh.
 """
 from __future__ import annotations
 
@@ -12,10 +17,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
+from tensordict import TensorDictBase
 from tensordict.nn import TensorDictModule
 from torchrl.collectors import Collector
 from torchrl.data import ReplayBuffer, TensorSpec
 from torchrl.envs import EnvBase, ExplorationType
+from torchrl.objectives import LossModule
 from torchrl.record.loggers import get_logger
 
 from trl_accel import keys
@@ -24,18 +31,20 @@ from trl_accel.config import ConfigError, canonical_mode, check_checkpoint_shape
 from trl_accel.envs import episode_limit, make_env
 from trl_accel.envs.maniskill import default_max_episode_steps, is_maniskill_config, make_maniskill_training_env
 from trl_accel.evaluation import evaluate_policy
-from trl_accel.loop import Run, online_phase
+from trl_accel.loop import Run, RunState, collect_and_learn
 from trl_accel.modules import make_mlp_actor, make_transformer_actor, make_twin_q_critics
 from trl_accel.modules.encoders import PixelEncoder
 from trl_accel.modules.lstm import make_lstm_actor, make_twin_lstm_q_critics, recurrent_state_primer
 from trl_accel.modules.pixels import make_pixel_mlp_actor, make_pixel_twin_q_critics
 from trl_accel.plots import plot_curves
+from trl_accel.run_dir import open_resumed_run, prepare_run_dir, truncate_metrics
 from trl_accel.stages import BehaviourCloner, SwitchCriterion, bc_pairs, hand_over, make_trajectory_buffer
 from trl_accel.stages.ascent import frozen_first_critic
 from trl_accel.stages.learners import make_collection_policy, make_learner
 from trl_accel.stages.sequences import SequenceSettings, make_replay_buffer
 
 
+# ---------------------------------------------------------------------------------------------------- building
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -51,37 +60,41 @@ def make_logger(cfg: DictConfig, run_dir: Path):
 
 class Agents:
     """The accelerator (MLP, LSTM, or CNN + MLP on pixels), its twin critics and the transformer, for
-    ``cfg.algorithm``.
+    ``cfg.algo.name``.
 
-    ``sequences`` is set when the critics are recurrent: replay then samples sequences. The
-    transformer declares the critics' extra inputs (``is_init`` of a recurrent critic, ``pixels`` of a
-    pixel critic) so that ``TD3Loss`` passes them on. With pixels every module has its own encoder.
+    ``sequences`` is set when the critics are recurrent: replay then samples sequences. The critics'
+    inputs other than the action (``observation``; ``is_init`` of a recurrent critic, ``pixels`` of a
+    pixel critic) are declared here as the transformer's pass-through keys, so that ``TD3Loss`` hands
+    them on to the critics in stage two. With pixels every module has its own encoder.
     """
 
     def __init__(self, cfg: DictConfig, obs_dim: int, action_spec: TensorSpec, device: torch.device):
-        stochastic = cfg.algorithm == "sac"
+        stochastic = cfg.algo.name == "sac"
         action_dim = action_spec.shape[-1]
         acc = cfg.accelerator
         self.recurrent = acc.type == "lstm"
-        self.pixels = cfg.env.get("obs_mode") == "rgb"
-        self.sequences, critic_keys, frame_encoder = None, (), None
+        self.pixels = cfg.env.obs_mode == "rgb"
+        self.sequences, frame_encoder = None, None
+        hidden_sizes = list(acc.hidden_sizes)
         if self.recurrent:
-            self.accelerator = make_lstm_actor(obs_dim, action_spec, acc.hidden_size, acc.hidden_sizes, stochastic)
-            self.critics = make_twin_lstm_q_critics(obs_dim, action_dim, acc.hidden_size, acc.hidden_sizes)
+            self.accelerator = make_lstm_actor(obs_dim, action_spec, hidden_size=acc.hidden_size,
+                                               hidden_sizes=hidden_sizes, stochastic=stochastic)
+            self.critics = make_twin_lstm_q_critics(obs_dim, action_dim, hidden_size=acc.hidden_size,
+                                                    hidden_sizes=hidden_sizes)
             self.sequences = SequenceSettings(acc.seq_len, acc.burn_in)
-            critic_keys = (keys.IS_INIT,)
         elif self.pixels:
-            size, features = cfg.env.image_size, cfg.encoder.feature_dim
-            self.accelerator = make_pixel_mlp_actor(obs_dim, action_spec, acc.hidden_sizes, size, features, stochastic)
-            self.critics = make_pixel_twin_q_critics(obs_dim, action_dim, acc.hidden_sizes, size, features)
-            critic_keys, frame_encoder = (keys.PIXELS,), PixelEncoder(size, features)
+            image = {"image_size": cfg.env.image_size, "feature_dim": cfg.encoder.feature_dim}
+            self.accelerator = make_pixel_mlp_actor(obs_dim, action_spec, hidden_sizes=hidden_sizes, stochastic=stochastic,
+                                                    **image)
+            self.critics = make_pixel_twin_q_critics(obs_dim, action_dim, hidden_sizes=hidden_sizes, **image)
+            frame_encoder = PixelEncoder(**image)
         else:
-            self.accelerator = make_mlp_actor(obs_dim, action_spec, acc.hidden_sizes, stochastic)
-            self.critics = make_twin_q_critics(obs_dim, action_dim, acc.hidden_sizes)
-        t = cfg.transformer
-        self.transformer = make_transformer_actor(obs_dim, action_spec, t.context_len, t.d_model, t.n_layers, t.n_heads,
-                                                  t.d_ff, t.dropout, t.positions, t.n_kv_heads, stochastic,
-                                                  critic_keys=critic_keys, frame_encoder=frame_encoder)
+            self.accelerator = make_mlp_actor(obs_dim, action_spec, hidden_sizes=hidden_sizes, stochastic=stochastic)
+            self.critics = make_twin_q_critics(obs_dim, action_dim, hidden_sizes=hidden_sizes)
+        critic = self.critics[0]
+        critic_inputs = [key for key in critic.in_keys if key != keys.ACTION and ("next", key) not in critic.out_keys]
+        self.transformer = make_transformer_actor(obs_dim, action_spec, **cfg.transformer, stochastic=stochastic,
+                                                  passthrough_keys=critic_inputs, frame_encoder=frame_encoder)
         self.accelerator.to(device)
         self.transformer.to(device)
         self.critics = [critic.to(device) for critic in self.critics]
@@ -90,29 +103,24 @@ class Agents:
         """What the envs need for these agents: the LSTM actor's recurrent-state primer."""
         return [recurrent_state_primer(self.accelerator)] if self.recurrent else []
 
-    def window_keys(self) -> tuple:
-        """The window entries (current and next) that only the transformer reads."""
-        keys = [key for key in (keys.OBSERVATION_WINDOW, keys.WINDOW_MASK, keys.PIXELS_WINDOW) if key not in self.accelerator.in_keys]
-        return (*keys, *(("next", key) for key in keys))
-
     def pair_keys(self) -> tuple:
         """What a pair in T holds: the transformer's inputs, the accelerator's (to label it) and the action."""
-        keys = [*self.transformer.in_keys, *self.accelerator.in_keys, keys.ACTION]
-        return tuple(dict.fromkeys(key for key in keys if isinstance(key, str)))
+        pair = [*self.transformer.in_keys, *self.accelerator.in_keys, keys.ACTION]
+        return tuple(dict.fromkeys(key for key in pair if isinstance(key, str)))
 
 
 def build_env(cfg: DictConfig, device: torch.device, seed: int | None = None, num_envs: int | None = None,
               extra_transforms: list = ()) -> EnvBase:
     """The task of ``cfg.env`` with the window transforms: a gymnasium task (``num_envs`` copies, 1 by
     default), or a ManiSkill task (``num_envs`` parallel envs, ``env.num_envs`` by default)."""
-    if is_maniskill_config(cfg.env):
-        e = cfg.env
+    e = cfg.env
+    if is_maniskill_config(e):
         env = make_maniskill_training_env(e.name, num_envs or e.num_envs, cfg.transformer.context_len, e.obs_mode,
                                           sim_backend=e.sim_backend, control_mode=e.control_mode, device=device,
                                           seed=seed, max_episode_steps=e.max_episode_steps, image_size=e.image_size)
     else:
-        env = make_env(cfg.env.name, cfg.transformer.context_len, device, seed=seed,
-                       max_episode_steps=cfg.env.max_episode_steps, num_envs=num_envs or 1, pomdp=cfg.env.get("pomdp"))
+        env = make_env(e.name, cfg.transformer.context_len, device, seed=seed, max_episode_steps=e.max_episode_steps,
+                       num_envs=num_envs or 1, pomdp=e.pomdp)
     for transform in extra_transforms:
         env.append_transform(transform.clone())
     return env
@@ -124,185 +132,288 @@ def episode_steps(cfg: DictConfig) -> int:
     return episode_limit(cfg.env.name, cfg.env.max_episode_steps)
 
 
-def run_experiment(cfg: DictConfig, run_dir: Path) -> dict:
-    """Run (or resume) the experiment described by ``cfg``; writes its outputs in ``run_dir`` and returns the summary."""
+class Evaluator:
+    """Deterministic evaluation of named policies on a batched env, one episode per entry, each evaluation
+    on its own seeds. Returns ``<name>_return``, and on tasks that report success ``<name>_success``
+    (success_once) and ``<name>_success_at_end``."""
+
+    def __init__(self, cfg: DictConfig, device: torch.device, agents: Agents):
+        self.episodes = cfg.eval.episodes
+        self.env = build_env(cfg, device, num_envs=self.episodes, extra_transforms=agents.env_transforms())
+        self.max_steps = episode_steps(cfg)
+        self.first_seed = 1_000_000 + 1000 * cfg.seed
+
+    def random_return(self) -> float:
+        return evaluate_policy(self.env, None, self.max_steps, 12345)["return_mean"]
+
+    def __call__(self, run: Run, **policies: TensorDictModule) -> dict:
+        seed = self.first_seed + self.episodes * len(run.state.evaluations)
+        record = {}
+        with run.off_the_clock():
+            for name, policy in policies.items():
+                result = evaluate_policy(self.env, policy, self.max_steps, seed)
+                record[f"{name}_return"] = result["return_mean"]
+                if "success_once" in result:
+                    record[f"{name}_success"] = result["success_once"]
+                    record[f"{name}_success_at_end"] = result["success_at_end"]
+        return run.record_evaluation(record)
+
+
+def replay_keys(loss: LossModule):
+    """What the replay buffer stores for ``loss``: the loss's own in-keys (and the ``next`` entries of them),
+    nothing the learner never reads (windows for the accelerator, pixels windows, collector bookkeeping)."""
+    wanted = list(dict.fromkeys([*loss.in_keys, *(("next", key) for key in loss.in_keys if isinstance(key, str))]))
+
+    def select(batch: TensorDictBase) -> TensorDictBase:
+        return batch.select(*wanted, strict=False)
+
+    return select
+
+
+def state_dicts(parts: dict, save_buffer: bool) -> dict:
+    """``{name: part.state_dict()}``; replay buffers only with ``save_buffer``."""
+    return {name: part.state_dict() for name, part in parts.items() if save_buffer or not isinstance(part, ReplayBuffer)}
+
+
+def load_state_dicts(parts: dict, checkpoint: dict) -> None:
+    for name, part in parts.items():
+        if name in checkpoint:
+            part.load_state_dict(checkpoint[name])
+
+
+class Experiment:
+    """What every stage of one run needs: the config, the run, the env, the agents and the evaluator."""
+
+    def __init__(self, cfg: DictConfig, run: Run, env: EnvBase, agents: Agents, evaluate: Evaluator,
+                 device: torch.device, checkpoint: dict | None):
+        self.cfg, self.run, self.env, self.agents, self.evaluate = cfg, run, env, agents, evaluate
+        self.device, self.checkpoint = device, checkpoint
+        self.shapes = {"obs_dim": env.observation_spec[keys.OBSERVATION].shape[-1],
+                       "action_dim": env.action_spec_unbatched.shape[-1], "context_len": cfg.transformer.context_len}
+
+    def learner(self, actor: TensorDictModule):
+        return make_learner(self.cfg.algo.name, actor, self.agents.critics, self.env.action_spec_unbatched.to(self.device),
+                            settings=self.settings(), compile=self.cfg.compile)
+
+    def settings(self) -> dict:
+        return {key: value for key, value in OmegaConf.to_container(self.cfg.algo).items() if key != "name" and value is not None}
+
+    def collection_policy(self, actor: TensorDictModule):
+        return make_collection_policy(self.cfg.algo.name, actor, self.env.action_spec_unbatched.to(self.device),
+                                      self.settings())
+
+    def replay(self, size: int, batch_size: int | None = None) -> ReplayBuffer:
+        return make_replay_buffer(size, batch_size or self.cfg.algo.batch_size, self.device, self.agents.sequences)
+
+    def resuming(self, *stages: str) -> bool:
+        return self.checkpoint is not None and self.run.state.stage in stages
+
+    def save(self, name: str, parts: dict, learners: tuple) -> None:
+        payload = {"config": OmegaConf.to_container(self.cfg), "shapes": self.shapes,
+                   **state_dicts(parts, self.cfg.checkpoint.save_buffer)}
+        self.run.save(name, payload, modules=learners)
+
+
+# ---------------------------------------------------------------------------------------------------- stages
+def stage_one(x: Experiment) -> dict:
+    """Algorithms 1-3: the accelerator learns online (TD3/SAC); its fresh steps fill T; every ``bc_every``
+    steps the transformer is cloned on T and T is emptied; evaluations decide the switch. Returns the
+    parts stage two takes over (the accelerator's learner and the cloner)."""
+    cfg, run, agents, s1 = x.cfg, x.run, x.agents, x.cfg.stage1
+    learner = x.learner(agents.accelerator)
+    cloner = BehaviourCloner(agents.transformer, agents.accelerator, target=s1.bc_target, lr=s1.bc_lr,
+                             tau=cfg.algo.tau, epochs=s1.bc_epochs, state_noise=s1.state_noise,
+                             likelihood=s1.bc_loss == "likelihood",
+                             critic_value=frozen_first_critic(learner.loss) if s1.ascent_weight > 0 else None,
+                             ascent_weight=s1.ascent_weight)
+    switch = SwitchCriterion(**OmegaConf.to_container(s1.switch), random_return=run.state.random_return)
+    trajectory_buffer = make_trajectory_buffer(s1.bc_every, s1.bc_batch_size, x.device)
+    replay = x.replay(s1.buffer_size)
+    parts = {"accelerator_learner": learner, "cloner": cloner, "switch": switch, "trajectory_buffer": trajectory_buffer,
+             "replay": replay}
+    if cfg.stage2.init_from is not None:
+        load_stage_one(x, parts, cfg.stage2.init_from)
+        return parts
+    if x.resuming("stage1"):  # stopped inside stage one, or at the switch (then stage two starts afresh)
+        load_state_dicts(parts, x.checkpoint)
+    if run.state.switch_step is not None:
+        return parts
+
+    run.start_stage("stage1")
+    pair_keys = agents.pair_keys()
+    teacher_rollouts = bc_rollouts(x) if s1.bc_data != "training" else None
+    switch_reason = None
+    for step in collect_and_learn(run, x.env, x.collection_policy(agents.accelerator), learner, replay,
+                                  steps=s1.steps, random_steps=s1.random_steps, frames_per_batch=cfg.frames_per_batch,
+                                  updates_per_step=cfg.updates_per_step, stored_keys=replay_keys(learner.loss)):
+        metrics = step.metrics
+        if step.learning:  # Algorithm 1: fresh (window, action) pairs into T
+            if teacher_rollouts is None:
+                trajectory_buffer.extend(bc_pairs(step.batch, pair_keys))
+            elif run.state.stage_steps - s1.random_steps >= (run.state.bc_env_steps // s1.bc_every + 1) * s1.bc_every:
+                trajectory_buffer.extend(bc_pairs(next(teacher_rollouts), pair_keys))
+                run.state.bc_env_steps += s1.bc_every
+        if len(trajectory_buffer) >= s1.bc_every:  # Algorithm 2: a BC round on T, then T is emptied
+            metrics.update({f"train/{name}": value for name, value in cloner.train_on(trajectory_buffer).items()})
+            run.state.bc_rounds += 1
+        run.log(metrics)
+        if run.evaluation_due():
+            record = x.evaluate(run, accelerator=agents.accelerator, transformer=agents.transformer)
+            switch_reason = switch.observe(record["accelerator_return"], record["transformer_return"])
+        if run.checkpoint_due() or switch_reason:
+            x.save("last", parts, (learner, cloner.loss))
+        if switch_reason:
+            break
+
+    # the switch
+    at_switch = x.evaluate(run, accelerator=agents.accelerator, transformer=agents.transformer)
+    run.state.switch_step = run.state.env_steps
+    run.state.switch_reason = switch_reason or f"{s1.switch.rule}: reached stage1.steps"
+    run.state.results["stage1"] = {key: value for key, value in at_switch.items()
+                                   if key.startswith(("accelerator_", "transformer_"))}
+    del parts["replay"], parts["trajectory_buffer"]  # stage two has its own replay; T is empty or unused
+    x.save("stage1", parts, (learner, cloner.loss))
+    x.save("last", parts, (learner, cloner.loss))
+    return parts
+
+
+def bc_rollouts(x: Experiment):
+    """Separate rollouts that fill T (``bc_data=evaluation``: the accelerator's deterministic ones;
+    ``dagger``: the transformer's own), ``bc_every`` steps at a time."""
+    policy = x.agents.accelerator if x.cfg.stage1.bc_data == "evaluation" else x.agents.transformer
+    env = build_env(x.cfg, x.device, seed=x.cfg.seed + 1, extra_transforms=x.agents.env_transforms())
+    return iter(Collector(env, policy, frames_per_batch=x.cfg.stage1.bc_every, total_frames=-1,
+                          exploration_type=ExplorationType.DETERMINISTIC))
+
+
+def load_stage_one(x: Experiment, parts: dict, path: str) -> None:
+    """``stage2.init_from``: stage one's learner and cloner, and its switch record, from another run's checkpoint."""
+    stage_one_checkpoint = load_checkpoint(path)
+    check_checkpoint_shapes(stage_one_checkpoint.get("shapes"), x.shapes, path)
+    for name in ("accelerator_learner", "cloner"):
+        if name not in stage_one_checkpoint:
+            raise ConfigError(f"stage2.init_from={path} holds no stage-one {name}: point it at RUN_DIR/checkpoints/stage1.pt.")
+        parts[name].load_state_dict(stage_one_checkpoint[name])
+    state = stage_one_checkpoint["run_state"]
+    x.run.state.switch_step, x.run.state.switch_reason = state["switch_step"], state["switch_reason"]
+    x.run.state.results.update(state["results"])
+
+
+def stage_two(x: Experiment, stage_one_parts: dict) -> None:
+    """Algorithm 4: the transformer is the actor; the accelerator's twin critics and their targets carry over
+    (the hand-over, done once, when stage two starts afresh); TD3/SAC continues with a small replay buffer."""
+    cfg, run, transformer = x.cfg, x.run, x.agents.transformer
+    learner = x.learner(transformer)
+    replay = x.replay(cfg.stage2.buffer_size, cfg.stage2.batch_size)
+    parts = {"stage_two_learner": learner, "replay": replay}
+    if x.resuming("stage2"):
+        load_state_dicts(parts, x.checkpoint)
+    else:
+        hand_over(stage_one_parts["accelerator_learner"], stage_one_parts["cloner"], learner)
+    run.start_stage("stage2")
+    for step in collect_and_learn(run, x.env, x.collection_policy(transformer), learner, replay,
+                                  steps=cfg.stage2.steps, random_steps=cfg.stage2.random_steps,
+                                  frames_per_batch=cfg.frames_per_batch, updates_per_step=cfg.updates_per_step,
+                                  stored_keys=replay_keys(learner.loss)):
+        run.log(step.metrics)
+        if run.evaluation_due():
+            x.evaluate(run, transformer=transformer)
+        if run.checkpoint_due():
+            x.save("last", parts, (learner,))
+    final = x.evaluate(run, transformer=transformer)
+    run.state.results["stage2"] = {key: value for key, value in final.items() if key.startswith("transformer_")}
+    run.state.stage = "done"
+    x.save("stage2", {"stage_two_learner": learner}, (learner,))
+    x.save("last", {"stage_two_learner": learner}, (learner,))
+
+
+def baseline(x: Experiment, mode: str) -> None:
+    """``accelerator_only`` (the accelerator's architecture) or ``transformer_only`` (the vanilla
+    transformer), from scratch, for as many env steps as the accelerated run takes."""
+    cfg, run = x.cfg, x.run
+    actor, name = ((x.agents.accelerator, cfg.accelerator.type) if mode == "accelerator_only"
+                   else (x.agents.transformer, "transformer"))
+    learner = x.learner(actor)
+    replay = x.replay(cfg.baseline.buffer_size)
+    parts = {"learner": learner, "replay": replay}
+    if x.resuming(mode):
+        load_state_dicts(parts, x.checkpoint)
+    run.start_stage(mode)
+    for step in collect_and_learn(run, x.env, x.collection_policy(actor), learner, replay,
+                                  steps=cfg.stage1.steps + cfg.stage2.steps, random_steps=cfg.stage1.random_steps,
+                                  frames_per_batch=cfg.frames_per_batch, updates_per_step=cfg.updates_per_step,
+                                  stored_keys=replay_keys(learner.loss)):
+        run.log(step.metrics)
+        if run.evaluation_due():
+            x.evaluate(run, **{name: actor})
+        if run.checkpoint_due():
+            x.save("last", parts, (learner,))
+    final = x.evaluate(run, **{name: actor})
+    run.state.results["final"] = {"return": final[f"{name}_return"], "success": final.get(f"{name}_success")}
+    run.state.stage = "done"
+    x.save("final", {"learner": learner}, (learner,))
+    x.save("last", {"learner": learner}, (learner,))
+
+
+# ---------------------------------------------------------------------------------------------------- the run
+def open_run(cfg: DictConfig, run_dir: Path | None, overrides: list[str] | None) -> tuple[DictConfig, Path, dict | None]:
+    """The checked config, the run directory and, with ``resume=``, the checkpoint to continue from."""
     checkpoint = None
     if cfg.resume is not None:
-        validate_config(cfg)
-        checkpoint = load_checkpoint(cfg.resume)
-        cfg = OmegaConf.create(checkpoint["config"])
-        run_dir = Path(checkpoint["run_dir"])
-    validate_config(cfg)
+        cfg, run_dir, checkpoint = open_resumed_run(validate_config(cfg), overrides)
+    cfg = validate_config(cfg)
+    if run_dir is None:
+        raise ConfigError("no run directory: pass run_dir (the recipes use hydra.run.dir).")
+    prepare_run_dir(Path(run_dir), overwrite=cfg.overwrite, resuming=checkpoint is not None)
+    return cfg, Path(run_dir), checkpoint
+
+
+def run_experiment(cfg: DictConfig, run_dir: Path | str | None = None, *, overrides: list[str] | None = None) -> dict:
+    """Run the experiment described by ``cfg`` in ``run_dir`` (or continue the run ``cfg.resume`` names, in
+    its own directory) and return the summary. ``overrides``: the command line's ``key=value`` list,
+    which tells ``resume=`` which keys were asked to change. Every check on the config and the run
+    directory happens before anything is built."""
+    cfg, run_dir, checkpoint = open_run(cfg, run_dir, overrides)
     device = resolve_device(str(cfg.device))
     seed_everything(cfg.seed)
-    mode, algorithm = canonical_mode(cfg.mode), cfg.algorithm
-    settings = OmegaConf.to_container(cfg[algorithm], resolve=True)
-    batch_size = settings["batch_size"]
-
-    # ---- environments: training, and a batched one for evaluation (one episode per entry, own seeds)
     env = build_env(cfg, device, seed=cfg.seed)
-    action_spec = env.action_spec_unbatched.to(device)
-    obs_dim = env.observation_spec["observation"].shape[-1]
-    agents = Agents(cfg, obs_dim, action_spec, device)
-    accelerator, critics, transformer = agents.accelerator, agents.critics, agents.transformer
+    agents = Agents(cfg, env.observation_spec[keys.OBSERVATION].shape[-1], env.action_spec_unbatched.to(device), device)
     for transform in agents.env_transforms():  # what the agents need of the env (an LSTM's state primer)
         env.append_transform(transform)
-    episodes = cfg.eval.episodes
-    eval_env = build_env(cfg, device, num_envs=episodes, extra_transforms=agents.env_transforms())
-    eval_steps = episode_steps(cfg)
-    shapes = {"obs_dim": obs_dim, "action_dim": action_spec.shape[-1], "context_len": cfg.transformer.context_len}
-    stage1 = cfg.stage1
+    evaluate = Evaluator(cfg, device, agents)
+    state = RunState()
+    if checkpoint is not None:
+        state = RunState.from_state_dict(checkpoint["run_state"])
+        truncate_metrics(run_dir, state.env_steps)
+    total = cfg.stage1.random_steps + cfg.stage1.steps + cfg.stage2.steps
+    with Run(run_dir, make_logger(cfg, run_dir), total, eval_every=cfg.eval.every,
+             checkpoint_every=cfg.checkpoint.every, state=state, quiet=cfg.quiet) as run:
+        if checkpoint is not None:
+            restore_rng_states(checkpoint["rng"])
+        if run.state.random_return is None:  # the reference for the switch criterion and the summary
+            run.state.random_return = evaluate.random_return()
+        x = Experiment(cfg, run, env, agents, evaluate, device, checkpoint)
+        mode = canonical_mode(cfg.mode)
+        if mode == "accelerate":
+            stage_two(x, stage_one(x))
+        else:
+            baseline(x, mode)
+        return finish(run, cfg)
 
-    def evaluate(run: Run, **policies) -> dict:
-        """``<name>_return`` per policy, and ``<name>_success`` (success_once) and
-        ``<name>_success_at_end`` on tasks that report success."""
-        seed = 1_000_000 + 1000 * cfg.seed + episodes * len(run.state["evaluations"])
-        record = {}
-        for name, policy in policies.items():
-            result = evaluate_policy(eval_env, policy, eval_steps, seed)
-            record[f"{name}_return"] = result["return_mean"]
-            if "success_once" in result:
-                record[f"{name}_success"] = result["success_once"]
-                record[f"{name}_success_at_end"] = result["success_at_end"]
-        return record
 
-    total = stage1.random_steps + stage1.steps + cfg.stage2.steps
-    run = Run(run_dir, make_logger(cfg, run_dir), total, cfg.eval.every, cfg.checkpoint.every,
-              state=checkpoint["run_state"] if checkpoint else None, quiet=cfg.quiet)
-    if checkpoint:
-        restore_rng_states(checkpoint["rng"])
-    if "random_return" not in run.state["results"]:  # the reference for the switch criterion and the summary
-        run.state["results"]["random_return"] = evaluate_policy(eval_env, None, eval_steps, 12345)["return_mean"]
-    summary_base = {"env": cfg.env.name, "seed": cfg.seed, "mode": cfg.mode, "algorithm": algorithm,
-                    "accelerator": cfg.accelerator.type, "pomdp": cfg.env.get("pomdp"),
-                    "config": OmegaConf.to_container(cfg, resolve=True)}
-
-    def payload(**parts) -> dict:
-        out = {"config": OmegaConf.to_container(cfg, resolve=True), "run_dir": str(run_dir), "shapes": shapes}
-        for name, part in parts.items():
-            if not isinstance(part, ReplayBuffer) or cfg.checkpoint.save_buffer:
-                out[name] = part.state_dict()
-        return out
-
-    def resume_into(**parts) -> None:
-        for name, part in parts.items():
-            if checkpoint is not None and name in checkpoint:
-                part.load_state_dict(checkpoint[name])
-
-    def learner_for(actor: TensorDictModule):
-        return make_learner(algorithm, actor, critics, action_spec, settings, compile=cfg.compile)
-
-    def collection_policy(actor: TensorDictModule):
-        return make_collection_policy(algorithm, actor, action_spec, settings)
-
-    if mode != "accelerate":
-        # ---- baselines: the accelerator's architecture or the vanilla transformer, from scratch, same total steps
-        actor, name = (accelerator, cfg.accelerator.type) if mode == "accelerator_only" else (transformer, "transformer")
-        learner = learner_for(actor)
-        replay = make_replay_buffer(cfg.baseline.buffer_size, batch_size, device, agents.sequences)
-        resume_into(learner=learner, replay=replay)
-        run.start_stage(mode)
-        online_phase(run, env, collection_policy(actor), learner, replay, stage1.steps + cfg.stage2.steps,
-                     stage1.random_steps, cfg.frames_per_batch, evaluate=lambda: evaluate(run, **{name: actor}),
-                     checkpoint_payload=lambda: payload(learner=learner, replay=replay),
-                     updates_per_step=cfg.updates_per_step)
-        final = run.record_evaluation(evaluate(run, **{name: actor}))
-        run.save("final", payload(learner=learner))
-        summary = {**summary_base, "env_steps": run.state["env_steps"], "wall_time_s": run.wall_time(),
-                   "switch_step": None, "switch_reason": None, "random_return": run.state["results"]["random_return"],
-                   "stage1": {}, "stage2": {}, "final_return": final[f"{name}_return"],
-                   "final_success": final.get(f"{name}_success"),
-                   "learning_steps_per_s": run.throughput(), "evaluations": run.state["evaluations"]}
-        return finish(run, summary, cfg)
-
-    # ---- stage one (Algorithms 1-3): the accelerator learns online; the transformer clones it
-    accelerator_learner = learner_for(accelerator)
-    ascent = stage1.ascent_weight > 0
-    cloner = BehaviourCloner(transformer, accelerator, stage1.bc_target, stage1.bc_lr, settings["tau"], stage1.bc_epochs,
-                             stage1.state_noise, likelihood=stage1.bc_loss == "likelihood",
-                             critic_value=frozen_first_critic(accelerator_learner.loss) if ascent else None,
-                             ascent_weight=stage1.ascent_weight)
-    switch = SwitchCriterion(**OmegaConf.to_container(stage1.switch, resolve=True),
-                             random_return=run.state["results"]["random_return"])
-    trajectory_buffer = make_trajectory_buffer(stage1.bc_every, stage1.bc_batch_size, device)
-    replay = make_replay_buffer(stage1.buffer_size, batch_size, device, agents.sequences)
-    pair_keys = agents.pair_keys()
-
-    if cfg.stage2.init_from is not None:
-        stage_one = load_checkpoint(cfg.stage2.init_from)
-        check_checkpoint_shapes(stage_one["shapes"], shapes, cfg.stage2.init_from)
-        accelerator_learner.load_state_dict(stage_one["accelerator_learner"])
-        cloner.load_state_dict(stage_one["cloner"])
-        run.state.update({k: stage_one["run_state"][k] for k in ("switch_step", "switch_reason")},
-                         results={**run.state["results"], **stage_one["run_state"]["results"]})
-    else:
-        resume_into(accelerator_learner=accelerator_learner, cloner=cloner, switch=switch)
-
-    if run.state["switch_step"] is None:
-        if run.state["stage"] == "stage1" and checkpoint is not None:
-            resume_into(replay=replay)
-        run.start_stage("stage1")
-        teacher_rollouts = None
-        if stage1.bc_data != "training":
-            # pairs from separate rollouts: the accelerator's deterministic ones, or the transformer's (DAgger)
-            rollout_policy = accelerator if stage1.bc_data == "evaluation" else transformer
-            teacher_env = build_env(cfg, device, seed=cfg.seed + 1, extra_transforms=agents.env_transforms())
-            teacher_rollouts = iter(Collector(teacher_env, rollout_policy, frames_per_batch=stage1.bc_every,
-                                              total_frames=-1, exploration_type=ExplorationType.DETERMINISTIC))
-
-        def train_transformer(batch) -> dict:
-            """Fill T with fresh pairs; every bc_every steps, clone on T and clear it (Algorithm 1, line 12)."""
-            if run.state["stage_steps"] <= stage1.random_steps:
-                return {}
-            if teacher_rollouts is None:
-                trajectory_buffer.extend(bc_pairs(batch, pair_keys))
-            elif run.state["stage_steps"] - stage1.random_steps >= (run.state["bc_env_steps"] // stage1.bc_every + 1) * stage1.bc_every:
-                trajectory_buffer.extend(bc_pairs(next(teacher_rollouts), pair_keys))
-                run.state["bc_env_steps"] += stage1.bc_every
-            if len(trajectory_buffer) >= stage1.bc_every:
-                return {f"train/{name}": value for name, value in cloner.train_on(trajectory_buffer).items()}
-            return {}
-
-        def switch_now(record: dict) -> str | None:
-            return switch.observe(record["accelerator_return"], record["transformer_return"])
-
-        reason = online_phase(run, env, collection_policy(accelerator), accelerator_learner, replay, stage1.steps,
-                              stage1.random_steps, cfg.frames_per_batch,
-                              evaluate=lambda: evaluate(run, accelerator=accelerator, transformer=transformer),
-                              checkpoint_payload=lambda: payload(accelerator_learner=accelerator_learner, cloner=cloner,
-                                                                 switch=switch, replay=replay),
-                              after_batch=train_transformer, after_evaluation=switch_now,
-                              updates_per_step=cfg.updates_per_step, unstored_keys=agents.window_keys())
-        at_switch = run.record_evaluation(evaluate(run, accelerator=accelerator, transformer=transformer))
-        run.state.update(switch_step=run.state["env_steps"],
-                         switch_reason=reason if reason != "completed" else f"{stage1.switch.rule}: reached stage1.steps")
-        run.state["results"]["stage1"] = {key: at_switch[key] for key in at_switch
-                                          if key.startswith(("accelerator_", "transformer_"))}
-        run.save("stage1", payload(accelerator_learner=accelerator_learner, cloner=cloner, switch=switch))
-        del replay
-
-    # ---- stage two (Algorithm 4): the transformer is the actor; the accelerator's critics and targets carry over
-    stage_two_learner = learner_for(transformer)
-    hand_over(accelerator_learner, cloner, stage_two_learner)
-    stage_two_replay = make_replay_buffer(cfg.stage2.buffer_size, cfg.stage2.get("batch_size") or batch_size, device,
-                                          agents.sequences)
-    if run.state["stage"] == "stage2" and checkpoint is not None:
-        resume_into(stage_two_learner=stage_two_learner, replay=stage_two_replay)
-    run.start_stage("stage2")
-    online_phase(run, env, collection_policy(transformer), stage_two_learner, stage_two_replay, cfg.stage2.steps,
-                 cfg.stage2.random_steps, cfg.frames_per_batch, evaluate=lambda: evaluate(run, transformer=transformer),
-                 checkpoint_payload=lambda: payload(stage_two_learner=stage_two_learner, replay=stage_two_replay),
-                 updates_per_step=cfg.updates_per_step)
-    final = run.record_evaluation(evaluate(run, transformer=transformer))
-    run.state["results"]["stage2"] = {key: final[key] for key in final if key.startswith("transformer_")}
-    run.save("stage2", payload(stage_two_learner=stage_two_learner))
-
-    summary = {**summary_base, "env_steps": run.state["env_steps"], "bc_env_steps": run.state["bc_env_steps"],
-               "wall_time_s": run.wall_time(), "switch_step": run.state["switch_step"],
-               "switch_reason": run.state["switch_reason"], "random_return": run.state["results"]["random_return"],
-               "stage1": run.state["results"].get("stage1", {}), "stage2": run.state["results"]["stage2"],
-               "learning_steps_per_s": run.throughput(), "evaluations": run.state["evaluations"]}
-    return finish(run, summary, cfg)
+def summarise(run: Run, cfg: DictConfig) -> dict:
+    """``summary.json``: what the run was, its counters, the returns at the switch and at the end, throughput."""
+    state = run.state
+    final = state.results.get("final", {})
+    return {"env": cfg.env.name, "seed": cfg.seed, "mode": cfg.mode, "algorithm": cfg.algo.name,
+            "accelerator": cfg.accelerator.type, "pomdp": cfg.env.pomdp, "env_steps": state.env_steps,
+            "bc_env_steps": state.bc_env_steps, "bc_rounds": state.bc_rounds, "wall_time_s": run.wall_time(),
+            "switch_step": state.switch_step, "switch_reason": state.switch_reason, "random_return": state.random_return,
+            "stage1": state.results.get("stage1", {}), "stage2": state.results.get("stage2", {}),
+            "final_return": final.get("return"), "final_success": final.get("success"),
+            "learning_steps_per_s": run.throughput(),
+            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "evaluations": state.evaluations, "config": OmegaConf.to_container(cfg)}
 
 
 def print_summary(summary: dict) -> None:
@@ -319,16 +430,15 @@ def print_summary(summary: dict) -> None:
             print(f"{label:<40}{value:>12.1f}")
 
 
-def finish(run: Run, summary: dict, cfg: DictConfig) -> dict:
-    run.state["stage"] = "done"
-    summary["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def finish(run: Run, cfg: DictConfig) -> dict:
+    summary = summarise(run, cfg)
     run.close()
     run.write_json("summary.json", summary)
-    plot_curves(run.state["evaluations"], run.run_dir / "curves.png",
-                f"{cfg.env.name} ({cfg.algorithm}, {cfg.mode}, seed {cfg.seed})", run.state["switch_step"])
+    plot_curves(run.state.evaluations, run.run_dir / "curves.png",
+                f"{cfg.env.name} ({cfg.algo.name}, {cfg.mode}, seed {cfg.seed})", run.state.switch_step)
     print_summary(summary)
     print(f"outputs in {run.run_dir}: summary.json, curves.png, checkpoints/, metrics/")
     return summary
 
 
-__all__ = ["Agents", "ConfigError", "build_env", "run_experiment"]
+__all__ = ["Agents", "ConfigError", "Evaluator", "build_env", "run_experiment", "summarise"]

@@ -35,6 +35,7 @@ PIXEL_FEATURES = "pixel_features"
 ACTOR_MEMORY = "actor_memory"              #: [*B, H] the actor's recurrent output
 CRITIC_MEMORY = "critic_memory"            #: [*B, T, H] a critic's recurrent output
 ACTOR_H, ACTOR_C = "actor_h", "actor_c"    #: [*B, 1, H] the actor's stored LSTM state
+CRITIC_H, CRITIC_C = "critic_h", "critic_c"  #: [*B, 1, H] a critic's LSTM state (zero at each sequence's start)
 
 # ---- learning
 TARGET_ACTION = "target_action"            #: [*B, A] the action behaviour cloning matches

@@ -29,8 +29,8 @@ class WindowMask(Transform):
     marked real, whatever the window holds there.
     """
 
-    def __init__(self, context_len: int, step_count_key: str = keys.STEP_COUNT, mask_key: str = keys.WINDOW_MASK):
-        super().__init__(in_keys=[step_count_key], out_keys=[mask_key])
+    def __init__(self, context_len: int, step_count_key: str = keys.STEP_COUNT, window_mask_key: str = keys.WINDOW_MASK):
+        super().__init__(in_keys=[step_count_key], out_keys=[window_mask_key])
         self.context_len = context_len
 
     def _call(self, next_tensordict: TensorDictBase) -> TensorDictBase:

@@ -17,6 +17,8 @@ from torchrl.envs import (
 )
 
 from trl_accel.envs.context import context_window_transforms
+from trl_accel.envs.errors import EnvConfigError
+from trl_accel.envs.pomdp import check_pomdp, pomdp_transform
 
 #: Tasks with a config group in ``recipes/config/env``; any other gymnasium id works through
 #: ``env.name=<id>`` as long as gymnasium knows it.
@@ -31,10 +33,6 @@ KNOWN_ENVS: dict[str, str] = {
 
 _MUJOCO_PREFIXES = ("HalfCheetah", "Hopper", "Ant", "Walker2d", "InvertedPendulum", "InvertedDoublePendulum",
                     "Humanoid", "Swimmer", "Reacher", "Pusher")
-
-
-class EnvConfigError(ValueError):
-    """An environment that cannot be built, with what to do about it."""
 
 
 def needs_mujoco(env_name: str) -> bool:
@@ -69,8 +67,6 @@ def make_base_env(env_name: str, device: torch.device | str = "cpu", seed: int |
     :class:`~trl_accel.envs.pomdp.ObservationMask` follows ``DoubleToFloat``, so ``observation``
     is already masked for every transform added on top.
     """
-    from trl_accel.envs.pomdp import check_pomdp, pomdp_transform  # local: pomdp imports from this module
-
     check_pomdp(env_name, pomdp)
     kwargs = {"max_episode_steps": max_episode_steps} if max_episode_steps else {}
     env = TransformedEnv(GymEnv(env_name, device=device, **kwargs), DoubleToFloat())
@@ -104,8 +100,6 @@ def make_env(env_name: str, context_len: int, device: torch.device | str = "cpu"
     evaluation over several episodes uses. ``pomdp`` masks the observation of every copy before the
     windows are built (``None``: fully observed).
     """
-    from trl_accel.envs.pomdp import check_pomdp  # local: pomdp imports EnvConfigError from here
-
     check_env_available(env_name)
     check_pomdp(env_name, pomdp)
     factory: Callable[[], EnvBase] = lambda: make_base_env(  # noqa: E731

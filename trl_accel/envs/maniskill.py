@@ -350,7 +350,7 @@ def make_maniskill_training_env(env_id: str, num_envs: int, context_len: int, ob
 
 def is_maniskill_config(env_cfg: Any) -> bool:
     """Whether an ``env`` config section describes a ManiSkill task (its groups set ``obs_mode``)."""
-    return "obs_mode" in env_cfg
+    return env_cfg.get("obs_mode") is not None
 
 
 __all__ = [

@@ -19,7 +19,7 @@ from tensordict import TensorDictBase
 from torchrl.data import Bounded, Composite, TensorSpec, Unbounded
 from torchrl.envs import Transform
 
-from trl_accel.envs.make import EnvConfigError
+from trl_accel.envs.errors import EnvConfigError
 
 POMDP_MODES: tuple[str, ...] = ("velocities_only", "positions_only")
 

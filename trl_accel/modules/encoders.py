@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import torch
 from tensordict.nn import TensorDictModule
+from tensordict.utils import NestedKey
 from torch import nn
 
 from trl_accel import keys
@@ -20,9 +21,14 @@ class PixelEncoder(nn.Module):
     linear layer of ``feature_dim`` with ReLU. Any number of leading dims ``*B`` (e.g.
     ``[N, K]`` for a window of K frames): they are flattened for the convolutions and restored.
     Needs ``image_size >= 36``.
+
+    >>> import torch
+    >>> encoder = PixelEncoder(36, 8)
+    >>> encoder(torch.randint(0, 256, (2, 4, 3, 36, 36), dtype=torch.uint8)).shape
+    torch.Size([2, 4, 8])
     """
 
-    def __init__(self, image_size: int = 64, feature_dim: int = 256, in_channels: int = 3):
+    def __init__(self, image_size: int = 64, feature_dim: int = 256, *, in_channels: int = 3):
         super().__init__()
         size = _conv_out(_conv_out(_conv_out(image_size, 8, 4), 4, 2), 3, 1)
         if size < 1:
@@ -49,11 +55,18 @@ class PixelEncoder(nn.Module):
         return self.fc(self.cnn(x)).reshape(*lead, self.feature_dim)
 
 
-def make_pixel_encoder_module(in_key: str = keys.PIXELS, out_key: str = keys.PIXEL_FEATURES, image_size: int = 64,
-                              feature_dim: int = 256) -> TensorDictModule:
+def make_pixel_encoder_module(*, in_key: NestedKey = keys.PIXELS, out_key: NestedKey = keys.PIXEL_FEATURES,
+                              image_size: int = 64, feature_dim: int = 256) -> TensorDictModule:
     """A :class:`PixelEncoder` reading ``in_key`` uint8 [*B, 3, H, W] and writing ``out_key`` [*B, feature_dim].
 
     Use ``in_key="pixels_window"`` to encode a window of frames ([*B, K, 3, H, W] -> [*B, K, feature_dim]).
+
+    >>> import torch
+    >>> from tensordict import TensorDict
+    >>> encoder = make_pixel_encoder_module(image_size=36, feature_dim=8)
+    >>> td = TensorDict(pixels=torch.randint(0, 256, (2, 3, 36, 36), dtype=torch.uint8), batch_size=[2])
+    >>> encoder(td)["pixel_features"].shape
+    torch.Size([2, 8])
     """
     return TensorDictModule(PixelEncoder(image_size=image_size, feature_dim=feature_dim),
                             in_keys=[in_key], out_keys=[out_key])

@@ -10,16 +10,23 @@ for the last query only.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-from tensordict.nn import TensorDictModule, TensorDictSequential
+from tensordict import TensorDictBase
+from tensordict.nn import TensorDictModule, TensorDictModuleBase, TensorDictSequential
+from tensordict.utils import NestedKey
 from torch import nn
 from torchrl.data import TensorSpec
+from torchrl.envs.utils import ExplorationType, exploration_type
 
 from trl_accel import keys
-from trl_accel.modules.mlp import bounded_action_head
+from trl_accel.modules.heads import action_head
+
+#: Exploration types under which a policy must act deterministically: dropout is off under these.
+DETERMINISTIC_EXPLORATION = (ExplorationType.DETERMINISTIC, ExplorationType.MODE, ExplorationType.MEAN,
+                             ExplorationType.MEDIAN)
 
 
 def sinusoidal_positions(length: int, d_model: int) -> torch.Tensor:
@@ -32,15 +39,16 @@ def sinusoidal_positions(length: int, d_model: int) -> torch.Tensor:
     return table
 
 
-def attention_mask(valid: torch.Tensor, last_query_only: bool) -> torch.Tensor:
-    """Boolean mask [B, 1, Lq, K] (True = may attend): causal, real keys only, and each query
-    always sees itself so that a padded query row is never empty (its output is unused)."""
-    length = valid.shape[-1]
-    positions = torch.arange(length, device=valid.device)
+def attention_mask(window_mask: torch.Tensor, last_query_only: bool) -> torch.Tensor:
+    """Boolean mask [B, 1, Lq, K] (True = may attend) from ``window_mask`` [B, K]: causal, real keys
+    only, and each query always sees itself so that a padded query row is never empty (its output is
+    unused)."""
+    length = window_mask.shape[-1]
+    positions = torch.arange(length, device=window_mask.device)
     query_positions = positions[-1:] if last_query_only else positions
     causal = positions.unsqueeze(0) <= query_positions.unsqueeze(1)
     itself = positions.unsqueeze(0) == query_positions.unsqueeze(1)
-    allowed = (causal & valid.unsqueeze(-2)) | itself
+    allowed = (causal & window_mask.unsqueeze(-2)) | itself
     return allowed.unsqueeze(1)
 
 
@@ -61,7 +69,7 @@ class SelfAttention(nn.Module):
         """Hook for relative positions (rotary embeddings rotate q and k here)."""
         return query, key
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor, last_query_only: bool = False) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor, last_query_only: bool = False) -> torch.Tensor:
         batch, length, _ = x.shape
         query_in = x[:, -1:] if last_query_only else x
         query = self.query(query_in).view(batch, query_in.shape[1], self.n_heads, self.head_dim).transpose(1, 2)
@@ -69,19 +77,36 @@ class SelfAttention(nn.Module):
         key, value = key.transpose(1, 2), value.transpose(1, 2)
         query, key = self.position_qk(query, key)
         attended = F.scaled_dot_product_attention(
-            query, key, value, attn_mask=mask, enable_gqa=self.n_kv_heads != self.n_heads,
+            query, key, value, attn_mask=attn_mask, enable_gqa=self.n_kv_heads != self.n_heads,
         )
         return self.out(attended.transpose(1, 2).reshape(batch, query_in.shape[1], -1))
 
 
+def dropout_acts(training: bool) -> bool:
+    """Whether dropout acts now: in training mode, with gradients enabled, and outside a deterministic
+    exploration type (``set_exploration_type(ExplorationType.DETERMINISTIC)``, or ``MODE``/``MEAN``/
+    ``MEDIAN``). No exploration type set (``exploration_type()`` is ``None``) and ``RANDOM`` leave it on.
+
+    TorchRL's losses run ``forward`` and their ``*_loss`` methods under their
+    ``deterministic_sampling_mode`` (``DETERMINISTIC`` by default); the gradient steps of this package
+    run the transformer under ``RANDOM``: :class:`~trl_accel.stages.td3.TD3Learner` sets its
+    ``TD3Loss``'s mode to it, ``SACLoss``'s actor loss samples under it, and
+    :class:`~trl_accel.objectives.BehaviourCloningLoss` runs its student under it."""
+    return training and torch.is_grad_enabled() and exploration_type() not in DETERMINISTIC_EXPLORATION
+
+
 class GradientDropout(nn.Dropout):
-    """Dropout that acts only in training mode *and* when gradients are being computed.
+    """Dropout that acts only on gradient steps: see :func:`dropout_acts`.
 
     Dropout regularises gradient steps; a forward pass without gradients (target actions in the TD3
-    target, collection rollouts) gains nothing from the noise and on CPU pays for the random masks."""
+    target, collection rollouts) gains nothing from the noise and on CPU pays for the random masks,
+    and a deterministic rollout (``ExplorationType.DETERMINISTIC``) must give the same actions each
+    time even when the caller left the module in ``train()`` mode."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(x) if torch.is_grad_enabled() else x
+        if self.p == 0 or not dropout_acts(self.training):
+            return x
+        return F.dropout(x, self.p, training=True, inplace=self.inplace)
 
 
 class TransformerBlock(nn.Module):
@@ -98,26 +123,32 @@ class TransformerBlock(nn.Module):
         self.feed_forward = nn.Sequential(nn.Linear(d_model, d_ff), nn.GELU(), nn.Linear(d_ff, d_model))
         self.dropout = GradientDropout(dropout)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor, last_query_only: bool = False) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor, last_query_only: bool = False) -> torch.Tensor:
         residual = x[:, -1:] if last_query_only else x
-        x = residual + self.dropout(self.attention(self.attention_norm(x), mask, last_query_only))
+        x = residual + self.dropout(self.attention(self.attention_norm(x), attn_mask, last_query_only))
         return x + self.dropout(self.feed_forward(self.feed_forward_norm(x)))
 
 
 class ContextTransformer(nn.Module):
     """Observation window -> features of the last token.
 
-    ``forward(window [*B, K, obs_dim], valid [*B, K] bool) -> [*B, d_model]``. Positions are
+    ``forward(window [*B, K, obs_dim], window_mask [*B, K] bool) -> [*B, d_model]``. Positions are
     ``"learned"`` or ``"sinusoidal"``; the last block computes the last query only, since the
     action is read from the last token alone.
+
+    >>> import torch
+    >>> body = ContextTransformer(3, context_len=4, d_model=8, d_ff=16)
+    >>> body(torch.randn(2, 4, 3), torch.tensor([[False, True, True, True]] * 2)).shape
+    torch.Size([2, 8])
     """
 
-    def __init__(self, obs_dim: int, context_len: int, d_model: int = 256, n_layers: int = 1, n_heads: int = 2,
-                 d_ff: int = 512, dropout: float = 0.05, positions: str = "learned", n_kv_heads: int | None = None):
+    def __init__(self, obs_dim: int, *, context_len: int, d_model: int = 256, n_layers: int = 1, n_heads: int = 2,
+                 n_kv_heads: int | None = None, d_ff: int = 512, dropout: float = 0.05, positions: str = "learned"):
         super().__init__()
         if context_len < 1:
             raise ValueError(f"context_len must be >= 1, got {context_len}.")
         self.context_len = context_len
+        self.d_model = d_model
         self.embed = nn.Linear(obs_dim, d_model)
         if positions == "learned":
             self.positions = nn.Parameter(0.02 * torch.randn(context_len, d_model))
@@ -128,12 +159,12 @@ class ContextTransformer(nn.Module):
         self.blocks = nn.ModuleList(TransformerBlock(d_model, n_heads, d_ff, dropout, n_kv_heads) for _ in range(n_layers))
         self.final_norm = nn.LayerNorm(d_model)
 
-    def forward(self, window: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    def forward(self, window: torch.Tensor, window_mask: torch.Tensor) -> torch.Tensor:
         batch_shape = window.shape[:-2]
         window = window.reshape(-1, *window.shape[-2:])
-        valid = valid.reshape(-1, valid.shape[-1])
+        window_mask = window_mask.reshape(-1, window_mask.shape[-1])
         x = self.embed(window) + self.positions
-        mask_all, mask_last = attention_mask(valid, False), attention_mask(valid, True)
+        mask_all, mask_last = attention_mask(window_mask, False), attention_mask(window_mask, True)
         for index, block in enumerate(self.blocks):
             last = index == len(self.blocks) - 1
             x = block(x, mask_last if last else mask_all, last_query_only=last)
@@ -141,20 +172,16 @@ class ContextTransformer(nn.Module):
 
 
 class TransformerPolicyHead(nn.Module):
-    """Transformer body plus a linear layer to unbounded action parameters.
+    """Transformer body plus a linear layer to unbounded action parameters:
+    ``forward(window [*B, K, D], window_mask [*B, K]) -> param [*B, out_dim]``."""
 
-    ``forward(window, valid, observation, *extra) -> param [*B, A]``. ``observation`` (the window's
-    last entry) and ``extra`` are inputs only so that ``TD3Loss`` forwards them to the critic (the
-    loss hands the critic only the keys its actor reads or writes); they are not used.
-    """
-
-    def __init__(self, body: ContextTransformer, d_model: int, action_dim: int):
+    def __init__(self, body: ContextTransformer, out_dim: int):
         super().__init__()
         self.body = body
-        self.head = nn.Linear(d_model, action_dim)
+        self.head = nn.Linear(body.d_model, out_dim)
 
-    def forward(self, window: torch.Tensor, valid: torch.Tensor, *unused: torch.Tensor) -> torch.Tensor:
-        return self.head(self.body(window, valid))
+    def forward(self, window: torch.Tensor, window_mask: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(window, window_mask))
 
 
 class FrameTokens(nn.Module):
@@ -169,37 +196,91 @@ class FrameTokens(nn.Module):
         return torch.cat([window, self.encoder(pixels_window)], dim=-1)
 
 
-def make_transformer_actor(obs_dim: int, action_spec: TensorSpec, context_len: int = 3, d_model: int = 256,
-                           n_layers: int = 1, n_heads: int = 2, d_ff: int = 512, dropout: float = 0.05,
-                           positions: str = "learned", n_kv_heads: int | None = None,
-                           stochastic: bool = False, critic_keys: Sequence[str] = (),
-                           frame_encoder: nn.Module | None = None) -> TensorDictSequential:
-    """Deterministic context-window transformer actor (Table 1 defaults: 1 layer, 2 heads,
-    d_model 256, feed-forward 512, dropout 0.05, K = 3).
+class DeclareInputs(TensorDictModuleBase):
+    """Declares ``in_keys`` as inputs of the sequence it is part of, without reading or writing anything.
 
-    Reads ``observation_window`` [*B, K, obs_dim], ``window_mask`` [*B, K] and ``observation``
-    [*B, obs_dim]; writes ``param`` [*B, A] and ``action`` [*B, A] (tanh-bounded to the spec).
-    Dropout is active in ``train()`` mode only: call ``eval()`` for evaluation. ``stochastic=True``
-    gives SAC's tanh-normal head instead (also writes ``loc``, ``scale``, ``action_log_prob``).
-    ``critic_keys``: further keys the critic reads (``is_init`` for a recurrent critic, ``pixels`` for
-    a pixel critic), declared as inputs so that ``TD3Loss`` passes them on; the transformer ignores them.
+    TorchRL's ``TD3Loss`` hands the critic only the keys that the actor reads or writes; an actor
+    whose critic reads keys the actor does not (``observation`` for an MLP critic, ``is_init`` for a
+    recurrent one, ``pixels`` for a pixel one) declares them with this module.
+
+    >>> from tensordict import TensorDict
+    >>> declare = DeclareInputs(["observation"])
+    >>> declare.in_keys, declare.out_keys
+    (['observation'], [])
+    >>> td = TensorDict(observation=torch.zeros(2, 3), batch_size=[2])
+    >>> declare(td) is td
+    True
+    """
+
+    def __init__(self, in_keys: Sequence[NestedKey]):
+        super().__init__()
+        self.in_keys = list(dict.fromkeys(in_keys))
+        self.out_keys = []
+
+    def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
+        return tensordict
+
+
+def make_transformer_actor(obs_dim: int, action_spec: TensorSpec, *, context_len: int = 3, d_model: int = 256,
+                           n_layers: int = 1, n_heads: int = 2, n_kv_heads: int | None = None, d_ff: int = 512,
+                           dropout: float = 0.05, positions: str = "learned", stochastic: bool = False,
+                           passthrough_keys: Sequence[NestedKey] = (),
+                           frame_encoder: nn.Module | None = None) -> TensorDictSequential:
+    """Context-window transformer actor (Table 1 defaults: 1 layer, 2 heads, d_model 256,
+    feed-forward 512, dropout 0.05, K = 3).
+
+    Reads ``observation_window`` [*B, K, obs_dim] and ``window_mask`` [*B, K]; writes ``param``
+    [*B, A] and ``action`` [*B, A] (tanh-bounded to the spec). ``stochastic=True`` gives SAC's
+    tanh-normal head instead (also writes ``loc``, ``scale``, ``action_log_prob``).
+
+    ``passthrough_keys``: keys the critic reads that the transformer does not (``observation`` for an
+    MLP critic, ``is_init`` for a recurrent one, ``pixels`` for a pixel one). They are declared as the
+    actor's inputs (:class:`DeclareInputs`) so that ``TD3Loss``, which hands the critic only the keys
+    its actor reads or writes, passes them on; the network never reads them.
+
     ``frame_encoder`` (e.g. a :class:`~trl_accel.modules.encoders.PixelEncoder`, the transformer's own):
     each token is then the observation concatenated with the encoded frame of ``pixels_window``
     [*B, K, 3, H, W] (written as ``token_window``).
+
+    Dropout acts only on gradient steps (:func:`dropout_acts`): in ``train()`` mode, with gradients
+    enabled and outside a deterministic exploration type. A rollout under
+    ``set_exploration_type(ExplorationType.DETERMINISTIC)`` is thus deterministic even in ``train()``
+    mode. A ``TD3Loss`` built by hand runs the actor under ``DETERMINISTIC``, hence without dropout,
+    unless its ``deterministic_sampling_mode`` is set to ``ExplorationType.RANDOM`` (as
+    :class:`~trl_accel.stages.td3.TD3Learner` does); ``SACLoss``'s actor loss samples under ``RANDOM``.
+
+    >>> import torch
+    >>> from tensordict import TensorDict
+    >>> from torchrl.data import Bounded
+    >>> actor = make_transformer_actor(3, Bounded(-2.0, 2.0, shape=(1,)), context_len=4, d_model=8, d_ff=16,
+    ...                                passthrough_keys=["observation"])
+    >>> actor.in_keys
+    ['observation_window', 'window_mask', 'observation']
+    >>> window = torch.randn(2, 4, 3)
+    >>> td = TensorDict(observation_window=window, window_mask=torch.ones(2, 4, dtype=torch.bool),
+    ...                 observation=window[:, -1], batch_size=[2])
+    >>> out = actor(td)
+    >>> sorted(out.keys())
+    ['action', 'observation', 'observation_window', 'param', 'window_mask']
+    >>> out["action"].shape, bool(out["action"].abs().max() <= 2.0)
+    (torch.Size([2, 1]), True)
     """
     token_dim = obs_dim + (frame_encoder.feature_dim if frame_encoder is not None else 0)
-    body = ContextTransformer(token_dim, context_len, d_model, n_layers, n_heads, d_ff, dropout, positions, n_kv_heads)
+    body = ContextTransformer(token_dim, context_len=context_len, d_model=d_model, n_layers=n_layers, n_heads=n_heads,
+                              n_kv_heads=n_kv_heads, d_ff=d_ff, dropout=dropout, positions=positions)
     action_dim = action_spec.shape[-1]
-    network = TransformerPolicyHead(body, d_model, 2 * action_dim if stochastic else action_dim)
+    network = TransformerPolicyHead(body, 2 * action_dim if stochastic else action_dim)
     window_key = keys.OBSERVATION_WINDOW if frame_encoder is None else keys.TOKEN_WINDOW
-    in_keys = list(dict.fromkeys([window_key, keys.WINDOW_MASK, keys.OBSERVATION, *critic_keys]))
-    policy_body = TensorDictModule(network, in_keys=in_keys, out_keys=[keys.PARAM])
+    parts: list[TensorDictModuleBase] = []
     if frame_encoder is not None:
-        tokens = TensorDictModule(FrameTokens(frame_encoder), in_keys=[keys.OBSERVATION_WINDOW, keys.PIXELS_WINDOW],
-                                  out_keys=[keys.TOKEN_WINDOW])
-        policy_body = TensorDictSequential(tokens, policy_body)
-    if stochastic:
-        from trl_accel.modules.stochastic import stochastic_action_head
+        parts.append(TensorDictModule(FrameTokens(frame_encoder), in_keys=[keys.OBSERVATION_WINDOW, keys.PIXELS_WINDOW],
+                                      out_keys=[keys.TOKEN_WINDOW]))
+    parts.append(TensorDictModule(network, in_keys=[window_key, keys.WINDOW_MASK], out_keys=[keys.PARAM]))
+    if passthrough_keys:  # last, so that the parameters' names do not depend on it
+        parts.append(DeclareInputs(passthrough_keys))
+    body = parts[0] if len(parts) == 1 else TensorDictSequential(*parts)
+    return action_head(body, action_spec, stochastic=stochastic)
 
-        return stochastic_action_head(policy_body, action_spec)
-    return TensorDictSequential(policy_body, bounded_action_head(action_spec))
+
+__all__ = ["ContextTransformer", "DeclareInputs", "GradientDropout", "TransformerPolicyHead", "dropout_acts",
+           "make_transformer_actor"]

@@ -2,15 +2,17 @@
 with gradient ascent on the accelerator's critic (Algorithm 3)."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from tensordict import TensorDict, TensorDictBase
 from tensordict.nn import TensorDictModule, TensorDictParams
+from tensordict.utils import NestedKey
+from torchrl.envs import ExplorationType, set_exploration_type
 from torchrl.objectives import LossModule
 
 from trl_accel import keys
-from trl_accel.modules.stochastic import is_stochastic
+from trl_accel.modules.heads import is_stochastic
 
 #: How far inside the action box a cloned action is moved before its log-likelihood is taken.
 LIKELIHOOD_EPS = 1e-4
@@ -22,7 +24,7 @@ class BehaviourCloningLoss(LossModule):
     """Behaviour cloning of a target action, plus optional critic ascent.
 
     Reads the student's in-keys (for the transformer: ``observation_window`` [B, K, D],
-    ``window_mask`` [B, K], ``observation`` [B, D]) and ``target_action`` [B, A]. Returns a
+    ``window_mask`` [B, K] and its pass-through keys) and ``target_action`` [B, A]. Returns a
     TensorDict with ``loss_bc`` (MSE between the student's deterministic action and the target, or,
     with ``likelihood=True`` and a stochastic student, the target's negative log-likelihood), and,
     when ``ascent_weight > 0``, ``loss_ascent`` = ``-mean Q(s, student action)`` from
@@ -30,13 +32,17 @@ class BehaviourCloningLoss(LossModule):
     ``loss_bc + ascent_weight * loss_ascent``. The student gets target parameters
     (``target_actor_network_params``) so that a :class:`~torchrl.objectives.SoftUpdate` keeps the
     target transformer that stage two's loss starts from (Algorithm 2, line 5).
+
+    The student runs as on any gradient step (``ExplorationType.RANDOM``, not the ``DETERMINISTIC``
+    that TorchRL's ``LossModule.forward`` sets): its dropout acts; the action it is scored on is
+    the deterministic one all the same (a stochastic student's ``tanh(loc)`` scaled to the box).
     """
 
     actor_network: TensorDictModule
     actor_network_params: TensorDictParams
     target_actor_network_params: TensorDictParams
 
-    def __init__(self, actor_network: TensorDictModule, target_action_key: str = keys.TARGET_ACTION,
+    def __init__(self, actor_network: TensorDictModule, *, target_action_key: NestedKey = keys.TARGET_ACTION,
                  likelihood: bool = False, critic_value: CriticValue | None = None, ascent_weight: float = 0.0):
         super().__init__()
         if likelihood and not is_stochastic(actor_network):
@@ -54,14 +60,15 @@ class BehaviourCloningLoss(LossModule):
         return [*self.actor_network.in_keys, self.target_action_key]
 
     def _clone_term(self, student_in: TensorDictBase, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        with self.actor_network_params.to_module(self.actor_network):
-            if self.likelihood:
+        with self.actor_network_params.to_module(self.actor_network), set_exploration_type(ExplorationType.RANDOM):
+            if is_stochastic(self.actor_network):
                 dist = self.actor_network.get_dist(student_in)
-                low, high = dist.low, dist.high
-                inside = target.clamp(low + LIKELIHOOD_EPS, high - LIKELIHOOD_EPS)
                 predicted = dist.deterministic_sample
-                return -dist.log_prob(inside).mean(), predicted
-            predicted = self.actor_network(student_in).get(keys.ACTION)
+                if self.likelihood:
+                    inside = target.clamp(dist.low + LIKELIHOOD_EPS, dist.high - LIKELIHOOD_EPS)
+                    return -dist.log_prob(inside).mean(), predicted
+            else:
+                predicted = self.actor_network(student_in).get(keys.ACTION)
         return torch.nn.functional.mse_loss(predicted, target), predicted
 
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import torch
 from tensordict import TensorDictBase
-from tensordict.nn import TensorDictModule
+from tensordict.nn import TensorDictModule, TensorDictModuleBase
+from tensordict.utils import NestedKey
 from torchrl.data import LazyTensorStorage, ReplayBuffer, SamplerWithoutReplacement
 from torchrl.envs import ExplorationType, set_exploration_type
 from torchrl.objectives import SoftUpdate
@@ -20,7 +21,7 @@ PAIR_KEYS = (keys.OBSERVATION_WINDOW, keys.WINDOW_MASK, keys.OBSERVATION, keys.A
 
 
 def make_trajectory_buffer(capacity: int, batch_size: int, device: torch.device | str = "cpu") -> ReplayBuffer:
-    """T: a small buffer of (window, mask, observation, executed action) pairs, sampled without
+    """T: a small buffer of (window, window_mask, observation, executed action) pairs, sampled without
     replacement so one pass over it is one epoch; emptied after every BC round."""
     return ReplayBuffer(storage=LazyTensorStorage(capacity, device=device),
                         sampler=SamplerWithoutReplacement(drop_last=False), batch_size=batch_size)
@@ -36,9 +37,32 @@ def add_state_noise(pairs: TensorDictBase, sigma: float) -> TensorDictBase:
     """Gaussian noise of std ``sigma`` on the real positions of the window; ``observation`` is set to
     the noisy last entry so that an accelerator label is computed on the same noisy state."""
     window = pairs.get(keys.OBSERVATION_WINDOW)
-    real = pairs.get(keys.WINDOW_MASK).unsqueeze(-1)
-    noisy = window + sigma * torch.randn_like(window) * real
+    window_mask = pairs.get(keys.WINDOW_MASK).unsqueeze(-1)
+    noisy = window + sigma * torch.randn_like(window) * window_mask
     return pairs.set(keys.OBSERVATION_WINDOW, noisy).set(keys.OBSERVATION, noisy[..., -1, :])
+
+
+#: Outputs of an actor that are not its action: the parameters of its action distribution.
+DISTRIBUTION_PARAMETERS = (keys.PARAM, keys.LOC, keys.SCALE, keys.ACTION_LOG_PROB)
+
+
+def _leaf(key: NestedKey) -> str:
+    return key if isinstance(key, str) else key[-1]
+
+
+def action_key_of(module: TensorDictModuleBase) -> NestedKey:
+    """The key ``module`` writes its action to: ``action`` if it writes one, else its only out-key that
+    is not a distribution parameter (``param``, ``loc``, ``scale``, ``*_log_prob``, at any nesting).
+    Raises ``ValueError`` when that leaves no single key."""
+    out_keys = list(module.out_keys)
+    if keys.ACTION in out_keys:
+        return keys.ACTION
+    candidates = [key for key in out_keys
+                  if _leaf(key) not in DISTRIBUTION_PARAMETERS and not _leaf(key).endswith("_log_prob")]
+    if len(candidates) == 1:
+        return candidates[0]
+    raise ValueError(f"Cannot tell which of the teacher's out_keys {out_keys} is its action: "
+                     "pass teacher_action_key=<the key it writes its action to>.")
 
 
 class BehaviourCloner:
@@ -46,33 +70,39 @@ class BehaviourCloner:
 
     ``target="accelerator"`` labels each pair with the accelerator's deterministic action (a SAC
     accelerator's mean action), recomputed at training time (the noise-free, current teacher; an LSTM
-    accelerator from the recurrent state stored with the pair); ``target="executed"`` clones the
-    stored executed action (the noisy one for training data), as Algorithm 1 stores it.
+    accelerator from the recurrent state stored with the pair), read from ``teacher_action_key``
+    (``None``: see :func:`action_key_of`); ``target="executed"`` clones the stored executed action
+    (``action``, the noisy one for training data), as Algorithm 1 stores it.
     ``likelihood``, ``critic_value`` and ``ascent_weight`` go to :class:`BehaviourCloningLoss`.
     """
 
-    def __init__(self, transformer: TensorDictModule, accelerator: TensorDictModule, target: str = "accelerator",
+    def __init__(self, transformer: TensorDictModule, accelerator: TensorDictModule, *, target: str = "accelerator",
                  lr: float = 3e-4, tau: float = 0.005, epochs: int = 1, state_noise: float = 0.0,
-                 likelihood: bool = False, critic_value: CriticValue | None = None, ascent_weight: float = 0.0):
+                 likelihood: bool = False, critic_value: CriticValue | None = None, ascent_weight: float = 0.0,
+                 teacher_action_key: NestedKey | None = None):
         if target not in BC_TARGETS:
             raise ValueError(f"bc_target must be one of {BC_TARGETS}, got '{target}'.")
+        if teacher_action_key is None and target == "accelerator":
+            teacher_action_key = action_key_of(accelerator)
         self.loss = BehaviourCloningLoss(transformer, likelihood=likelihood, critic_value=critic_value,
                                          ascent_weight=ascent_weight)
         self.target_updater = SoftUpdate(self.loss, tau=tau)
         self.optimizer = torch.optim.Adam(list(self.loss.actor_network_params.values(True, True)), lr=lr)
         self.accelerator = accelerator
+        self.teacher_action_key = teacher_action_key
         self.target = target
         self.epochs = epochs
         self.state_noise = state_noise
         self.num_updates = 0
 
     def label(self, pairs: TensorDictBase) -> TensorDictBase:
+        """``pairs`` with ``target_action`` [B, A] set (after the state noise, if any)."""
         if self.state_noise > 0:
             pairs = add_state_noise(pairs, self.state_noise)
         if self.target == "accelerator":
             teacher_in = pairs.select(*self.accelerator.in_keys, strict=False)
             with torch.no_grad(), set_exploration_type(ExplorationType.DETERMINISTIC):
-                target = self.accelerator(teacher_in).get(keys.ACTION)
+                target = self.accelerator(teacher_in).get(self.teacher_action_key)
         else:
             target = pairs.get(keys.ACTION)
         return pairs.set(keys.TARGET_ACTION, target)

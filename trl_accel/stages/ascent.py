@@ -16,8 +16,8 @@ def window_as_sequence(pairs: TensorDictBase, action: torch.Tensor) -> TensorDic
     ``observation`` [B, K, D], ``is_init`` [B, K, 1] at each window's first real position (the padding
     before it is a separate, discarded segment) and ``action`` [B, K, A] (the action is the last step's;
     earlier steps' Q values are not used)."""
-    window, real = pairs.get(keys.OBSERVATION_WINDOW), pairs.get(keys.WINDOW_MASK)
-    starts = real & ~torch.nn.functional.pad(real[:, :-1], (1, 0), value=False)
+    window, window_mask = pairs.get(keys.OBSERVATION_WINDOW), pairs.get(keys.WINDOW_MASK)
+    starts = window_mask & ~torch.nn.functional.pad(window_mask[:, :-1], (1, 0), value=False)
     starts[:, 0] = True
     context_len = window.shape[1]
     return TensorDict({keys.OBSERVATION: window, keys.IS_INIT: starts.unsqueeze(-1),

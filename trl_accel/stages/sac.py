@@ -26,16 +26,45 @@ class SACSettings:
 
 
 class SACLearner:
-    """``SACLoss`` with three Adam optimisers (actor, critics, entropy coefficient) and soft target updates.
+    """``SACLoss`` with three Adam optimisers (actor, critics, entropy coefficient) and soft target
+    updates (Haarnoja et al., 2018, with automatic entropy tuning).
 
     ``update(batch)`` reads ``observation``, ``action``, the actor's and critics' in-keys and
     ``("next", ...)`` with ``reward``, ``done``, ``terminated`` (recurrent learners: ``[B, T]``
     sequences with ``loss_mask``); one step of each optimiser and one soft update per call.
     The entropy coefficient lives in ``loss.log_alpha``.
+
+    What TorchRL's ``SACLoss`` computes, with the tanh-normal policy π_φ, critics Q_θ1 and Q_θ2,
+    their targets Q_θ1', Q_θ2' (the actor has none), the temperature α = exp(log_alpha), a batch of
+    transitions (s, a, r, s') and the settings γ = ``gamma``, τ = ``tau``, H̄ = ``target_entropy``
+    (``"auto"``: minus the action dimension):
+
+    Soft target with entropy term (a fresh sample of the current policy at s'; only ``terminated``
+    stops the bootstrap)::
+
+        a' ~ π_φ(·|s'),   y = r + γ (1 - terminated) ( min_{i=1,2} Q_θi'(s', a') - α log π_φ(a'|s') )
+
+    Critic loss (y carries no gradient)::
+
+        L(θ1, θ2) = mean_batch  Σ_{i=1,2} (Q_θi(s, a) - y)²
+
+    Actor loss (ã a reparameterised sample, so the gradient flows through it; critics' weights detached)::
+
+        ã ~ π_φ(·|s),   L(φ) = mean_batch ( α log π_φ(ã|s) - min_{i=1,2} Q_θi(s, ã) )
+
+    Temperature loss (log π_φ(ã|s) detached: the gradient reaches log α only)::
+
+        L(α) = - mean_batch  log α · ( log π_φ(ã|s) + H̄ )
+
+    Polyak update of the critics' targets, after every step::
+
+        θi' ← τ θi + (1 - τ) θi'
+
+    On a sequence batch, ``mean_batch`` runs over the steps where ``loss_mask`` is True (not the burn-in).
     """
 
     def __init__(self, actor: TensorDictModule, critics: list[TensorDictModule], action_spec: TensorSpec,
-                 settings: SACSettings, compile: bool = False):
+                 settings: SACSettings, *, compile: bool = False):
         self.settings = settings
         self.loss = SACLoss(actor, critics, num_qvalue_nets=2, loss_function="l2", action_spec=action_spec,
                             alpha_init=settings.alpha_init, target_entropy=settings.target_entropy,

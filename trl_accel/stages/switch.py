@@ -1,7 +1,7 @@
 """When stage one ends: a fixed step, or an automatic criterion that needs no monitoring."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 SWITCH_RULES = ("fixed", "auto")
 
@@ -26,7 +26,6 @@ class SwitchCriterion:
     streak: int = 0
     best_accelerator: float = float("-inf")
     evals_since_improvement: int = 0
-    history: list = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.rule not in SWITCH_RULES:
@@ -47,7 +46,6 @@ class SwitchCriterion:
             self.evals_since_improvement = 0
         else:
             self.evals_since_improvement += 1
-        self.history.append(ratio)
         if self.rule != "auto":
             return None
         if self.streak >= self.patience and self.evals_since_improvement >= self.plateau_evals:
@@ -56,8 +54,8 @@ class SwitchCriterion:
         return None
 
     def state_dict(self) -> dict:
-        return {k: getattr(self, k) for k in ("streak", "best_accelerator", "evals_since_improvement", "history", "random_return")}
+        return {k: getattr(self, k) for k in ("streak", "best_accelerator", "evals_since_improvement", "random_return")}
 
     def load_state_dict(self, state: dict) -> None:
-        for key, value in state.items():
-            setattr(self, key, value)
+        for key in ("streak", "best_accelerator", "evals_since_improvement", "random_return"):
+            setattr(self, key, state[key])

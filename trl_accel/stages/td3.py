@@ -7,6 +7,7 @@ import torch
 from tensordict import TensorDictBase
 from tensordict.nn import TensorDictModule, TensorDictSequential
 from torchrl.data import TensorSpec
+from torchrl.envs import ExplorationType
 from torchrl.modules import AdditiveGaussianModule
 from torchrl.objectives import TD3Loss
 
@@ -37,22 +38,51 @@ def make_exploration_policy(actor: TensorDictModule, action_spec: TensorSpec, si
 
 
 class TD3Learner:
-    """``TD3Loss`` with its two Adam optimisers and soft target updates.
+    """``TD3Loss`` with its two Adam optimisers and soft target updates (Fujimoto et al., 2018).
 
     ``update(batch)`` reads what the loss needs from a replay-buffer sample (``observation``,
     ``action``, the actor's in-keys, ``("next", ...)`` with ``reward``, ``done``, ``terminated``;
     for recurrent learners a ``[B, T]`` batch of sequences with ``loss_mask``):
     one critic step each call; every ``policy_delay``-th call, one actor step and a soft update of
-    all targets (actor and both critics). Truncation bootstraps: only ``terminated`` stops the target.
-    ``compile=True`` wraps the two loss computations in ``torch.compile``.
+    all targets (actor and both critics). ``compile=True`` wraps the two loss computations in
+    ``torch.compile``.
+
+    What TorchRL's ``TD3Loss`` computes, with actor μ_φ, critics Q_θ1 and Q_θ2, their targets
+    μ_φ', Q_θ1', Q_θ2', a batch of transitions (s, a, r, s') and the settings γ = ``gamma``,
+    σ = ``policy_noise``, c = ``noise_clip``, d = ``policy_delay``, τ = ``tau``:
+
+    Target policy smoothing (noise in absolute action units, clipped to the action box [a_low, a_high])::
+
+        ε ~ N(0, σ²),   ã' = clip(μ_φ'(s') + clip(ε, -c, c), a_low, a_high)
+
+    Clipped double-Q target (only ``terminated`` stops the bootstrap: a truncated step bootstraps)::
+
+        y = r + γ (1 - terminated) min_{i=1,2} Q_θi'(s', ã')
+
+    Critic loss (both critics regress on the same target; y carries no gradient)::
+
+        L(θ1, θ2) = mean_batch  Σ_{i=1,2} (Q_θi(s, a) - y)²
+
+    Delayed deterministic actor loss (every d-th critic step; the first critic, its weights detached)::
+
+        L(φ) = - mean_batch Q_θ1(s, μ_φ(s))
+
+    Polyak update of every target, after each actor step::
+
+        θi' ← τ θi + (1 - τ) θi',    φ' ← τ φ + (1 - τ) φ'
+
+    On a sequence batch, ``mean_batch`` runs over the steps where ``loss_mask`` is True (not the burn-in).
     """
 
     def __init__(self, actor: TensorDictModule, critics: list[TensorDictModule], action_spec: TensorSpec,
-                 settings: TD3Settings, compile: bool = False):
+                 settings: TD3Settings, *, compile: bool = False):
         self.settings = settings
         self.loss = TD3Loss(actor, critics, action_spec=action_spec, policy_noise=settings.policy_noise,
                             noise_clip=settings.noise_clip, loss_function="l2",
                             deactivate_vmap=needs_loop_over_critics(critics))
+        # The loss runs its *_loss methods under this exploration type: RANDOM is a gradient step's,
+        # under which the transformer's dropout acts (TD3's actors are deterministic either way).
+        self.loss.deterministic_sampling_mode = ExplorationType.RANDOM
         self.target_updater, self.critic_optimizer, self.actor_optimizer = prepare_actor_critic(
             self.loss, settings.gamma, settings.tau, settings.lr)
         self.num_updates = 0

@@ -1,11 +1,13 @@
 """The recipe's command-line contract: groups, presets, overrides; transformer options."""
 from __future__ import annotations
 
+import pytest
 import torch
 from tensordict import TensorDict
 from torchrl.data import Bounded
 
 from tests.conftest import compose_config
+from trl_accel.config import validate_config
 from trl_accel.modules import make_transformer_actor
 
 
@@ -18,9 +20,29 @@ def test_paper_preset_keeps_table_one():
     cfg = compose_config("experiment=paper_mujoco", "env=halfcheetah")
     assert cfg.env.name == "HalfCheetah-v5"
     assert (cfg.stage1.random_steps, cfg.stage1.buffer_size, cfg.stage2.buffer_size) == (25000, 500000, 100000)
-    assert (cfg.td3.gamma, cfg.td3.tau, cfg.td3.batch_size, cfg.td3.policy_delay) == (0.99, 0.005, 256, 2)
+    assert cfg.algo.name == "td3"
+    assert (cfg.algo.gamma, cfg.algo.tau, cfg.algo.batch_size, cfg.algo.policy_delay) == (0.99, 0.005, 256, 2)
     assert (cfg.transformer.n_layers, cfg.transformer.n_heads, cfg.transformer.d_model,
             cfg.transformer.d_ff, cfg.transformer.context_len) == (1, 2, 256, 512, 3)
+
+
+#: What each preset sets for the algorithm, whichever recipe loads it: presets come after the algo group.
+PRESET_ALGO = {"quick": (0.99, 0.005, 256), "paper_mujoco": (0.99, 0.005, 256), "paper_maniskill": (0.8, 0.01, 600)}
+
+
+@pytest.mark.parametrize("recipe, algorithm", [("td3_accelerate", "td3"), ("sac_accelerate", "sac")])
+@pytest.mark.parametrize("preset", sorted(PRESET_ALGO))
+def test_every_preset_overrides_the_algorithm_defaults_in_both_recipes(recipe, algorithm, preset):
+    env = "env=pushcube" if preset == "paper_maniskill" else "env=hopper"
+    cfg = compose_config(f"experiment={preset}", env, recipe=recipe)
+    assert cfg.algo.name == algorithm
+    assert (cfg.algo.gamma, cfg.algo.tau, cfg.algo.batch_size) == PRESET_ALGO[preset]
+    assert validate_config(cfg).algo.name == algorithm or preset == "paper_maniskill"  # ManiSkill needs Vulkan
+
+
+def test_command_line_overrides_beat_the_preset():
+    cfg = compose_config("experiment=paper_maniskill", "env=pushcube", "algo.gamma=0.5", recipe="sac_accelerate")
+    assert (cfg.algo.gamma, cfg.algo.batch_size) == (0.5, 600)
 
 
 def test_env_name_overrides_the_gymnasium_id():

@@ -20,7 +20,7 @@ def test_unknown_env_lists_the_known_ones(tiny_config):
 
 
 def test_context_len_below_one_is_refused(tiny_config):
-    with pytest.raises(ConfigError, match="context_len must be >= 1"):
+    with pytest.raises(ConfigError, match=r"transformer.context_len=0 is out of range: it must be >= 1"):
         validate_config(tiny_config("transformer.context_len=0"))
 
 
@@ -70,11 +70,11 @@ def test_recipe_prints_one_clear_error_and_exits_2():
 
 
 @pytest.mark.parametrize("override, message", [
-    ("accelerator.type=gru", "accelerator must be one of"),
-    ("env.pomdp=velocity", "Unknown POMDP mode"),
-    ("stage1.ascent_weight=-1", "ascent_weight must be >= 0"),
+    ("accelerator.type=gru", r"accelerator.type='gru' is out of range: it must be one of"),
+    ("env.pomdp=velocity", r"env.pomdp=.velocity. is out of range: it must be one of"),
+    ("stage1.ascent_weight=-1", r"stage1.ascent_weight=-1.0 is out of range: it must be >= 0"),
     ("stage1.bc_loss=likelihood", "needs a stochastic transformer"),
-    ("mode=mlp_sac", "mode must be one of"),
+    ("mode=mlp_sac", "mode='mlp_sac' is out of range"),
 ])
 def test_matrix_options_are_checked_before_training(tiny_config, override, message):
     with pytest.raises(ConfigError, match=message):
@@ -88,7 +88,7 @@ def test_lstm_sequences_must_fit_the_buffer(tiny_config):
 
 @pytest.mark.parametrize("override, message", [
     ("frames_per_batch=45", r"frames_per_batch \(45\) must be a multiple of env.num_envs \(2\)"),
-    ("env.obs_mode=depth", "env.obs_mode must be one of"),
+    ("env.obs_mode=depth", "env.obs_mode='depth' is out of range"),
     ("accelerator=lstm", "use env.num_envs=1"),
 ])
 def test_maniskill_options_are_checked_before_training(tiny_config, override, message):

@@ -67,5 +67,6 @@ def test_lstm_run_resumes_after_a_crash(tiny_config, tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         run_experiment(tiny_config(*TINY_LSTM), tmp_path)
     monkeypatch.setattr(loop.Run, "save", original_save)
-    summary = run_experiment(tiny_config(f"resume={tmp_path}"), tmp_path / "ignored")
+    # as on the command line: only resume= is given, the run's own config (LSTM) is kept
+    summary = run_experiment(tiny_config(f"resume={tmp_path}"), overrides=[f"resume={tmp_path}"])
     assert summary["env_steps"] == TOTAL and summary["accelerator"] == "lstm"

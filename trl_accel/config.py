@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -147,6 +148,9 @@ def _check_stage_one(cfg: DictConfig) -> None:
              "be cloned: raise stage1.steps or lower stage1.bc_every.")
     if cfg.stage2.init_from is not None:
         _require(canonical_mode(cfg.mode) == "accelerate", "stage2.init_from is for mode=accelerate.")
+        _require(Path(cfg.stage2.init_from).is_file(),
+                 f"stage2.init_from='{cfg.stage2.init_from}' does not exist. Point it at a stage-one checkpoint "
+                 "(RUN_DIR/checkpoints/stage1.pt).")
 
 
 def _check_logger(backend: str | None) -> None:

@@ -388,11 +388,13 @@ def run_experiment(cfg: DictConfig, run_dir: Path | str | None = None, *, overri
     total = cfg.stage1.random_steps + cfg.stage1.steps + cfg.stage2.steps
     with Run(run_dir, make_logger(cfg, run_dir), total, eval_every=cfg.eval.every,
              checkpoint_every=cfg.checkpoint.every, state=state, quiet=cfg.quiet) as run:
-        if checkpoint is not None:
+        x = Experiment(cfg, run, env, agents, evaluate, device, checkpoint)
+        if checkpoint is None:
+            x.save("last", {}, ())  # a run killed before its first periodic checkpoint resumes from here
+        else:
             restore_rng_states(checkpoint["rng"])
         if run.state.random_return is None:  # the reference for the switch criterion and the summary
             run.state.random_return = evaluate.random_return()
-        x = Experiment(cfg, run, env, agents, evaluate, device, checkpoint)
         mode = canonical_mode(cfg.mode)
         if mode == "accelerate":
             stage_two(x, stage_one(x))

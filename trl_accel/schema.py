@@ -9,7 +9,7 @@ import math
 from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, List, Optional
 
-from omegaconf import MISSING
+from omegaconf import MISSING, ListConfig
 
 
 def bounded(default: Any = MISSING, *, low: float | None = None, high: float | None = None, low_open: bool = False,
@@ -40,7 +40,7 @@ def in_range(value: Any, meta: dict) -> bool:
         return True
     if meta.get("choices") is not None:
         return value in meta["choices"]
-    if isinstance(value, (list, tuple)):
+    if isinstance(value, (list, tuple, ListConfig)):
         return all(in_range(item, meta) for item in value)
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         return True
@@ -213,7 +213,8 @@ def range_errors(schema: type, cfg: Any, prefix: str = "") -> list[str]:
         if is_dataclass(nested) and value is not None:
             errors += range_errors(type(nested), value, f"{key}.")
         elif spec.metadata and not in_range(value, spec.metadata):
-            errors.append(f"{key}={value!r} is out of range: it must be {describe_range(spec.metadata)}.")
+            shown = list(value) if isinstance(value, ListConfig) else value
+            errors.append(f"{key}={shown!r} is out of range: it must be {describe_range(spec.metadata)}.")
     return errors
 
 

@@ -65,7 +65,7 @@ def reference_run(tmp_path_factory) -> Path:
 
 
 KILL_POINTS = {
-    "before_the_first_checkpoint": lambda d: (d / "checkpoints").is_dir(),
+    "before_the_first_checkpoint": lambda d: (d / "metrics" / "scalars" / "train").is_dir(),
     "in_stage_one": lambda d: (checkpoint_state(d) or {}).get("env_steps", 0) >= 300,
     "at_the_switch": lambda d: (d / "checkpoints" / "stage1.pt").is_file(),
     "in_stage_two": lambda d: (checkpoint_state(d) or {}).get("stage") == "stage2",
@@ -173,12 +173,12 @@ def make_interrupted_run(run_dir: Path, monkeypatch, stop_at: int) -> None:
 
 
 def test_resume_takes_a_longer_schedule_and_refuses_other_overrides(tmp_path, monkeypatch):
-    make_interrupted_run(tmp_path, monkeypatch, stop_at=300)
+    make_interrupted_run(tmp_path, monkeypatch, stop_at=400)
     with pytest.raises(ConfigError, match=r"resume does not take algo.lr=0.1 \(the run was made with 0.0003\): it accepts"):
         run_experiment(compose_config(*TINY, f"resume={tmp_path}", "algo.lr=0.1"), overrides=[f"resume={tmp_path}", "algo.lr=0.1"])
-    with pytest.raises(ConfigError, match="would end stage1 at 250 env steps, but it has already done 300"):
-        run_experiment(compose_config(*TINY, f"resume={tmp_path}", "stage1.steps=50"),
-                       overrides=[f"resume={tmp_path}", "stage1.steps=50"])
+    with pytest.raises(ConfigError, match="would end stage1 at 300 env steps, but it has already done 400"):
+        run_experiment(compose_config(*TINY, f"resume={tmp_path}", "stage1.steps=100"),
+                       overrides=[f"resume={tmp_path}", "stage1.steps=100"])
     summary = run_experiment(compose_config(*TINY, f"resume={tmp_path}", "stage2.steps=300"),
                              overrides=[f"resume={tmp_path}", "stage2.steps=300"])
     assert summary["env_steps"] == TOTAL + 100 and summary["config"]["stage2"]["steps"] == 300

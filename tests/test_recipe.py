@@ -46,7 +46,7 @@ def test_other_bc_data_sources_fill_the_trajectory_buffer(tiny_config, tmp_path,
     assert (tmp_path / "metrics" / "scalars" / "train" / "loss_bc.csv").read_text().count("\n") == 3
 
 
-@pytest.mark.parametrize("crash_at_save, stage, env_steps", [(4, "stage1", 300), (9, "stage2", 600)])
+@pytest.mark.parametrize("crash_at_save, stage, env_steps", [(3, "stage1", 300), (8, "stage2", 600)])
 def test_resume_after_a_crash_continues_the_counters(tiny_config, tmp_path, monkeypatch, crash_at_save, stage, env_steps):
     saved = []
     original_save = loop.Run.save

@@ -26,7 +26,7 @@ from torchrl.objectives import LossModule
 from torchrl.record.loggers import get_logger
 
 from trl_accel import keys
-from trl_accel.checkpoint import load_checkpoint, restore_rng_states
+from trl_accel.checkpoint import load_checkpoint, restore_rng_states, save_checkpoint
 from trl_accel.config import ConfigError, canonical_mode, check_checkpoint_shapes, resolve_device, validate_config
 from trl_accel.envs import episode_limit, make_env
 from trl_accel.envs.maniskill import default_max_episode_steps, is_maniskill_config, make_maniskill_training_env
@@ -374,6 +374,11 @@ def run_experiment(cfg: DictConfig, run_dir: Path | str | None = None, *, overri
     which tells ``resume=`` which keys were asked to change. Every check on the config and the run
     directory happens before anything is built."""
     cfg, run_dir, checkpoint = open_run(cfg, run_dir, overrides)
+    if checkpoint is None or checkpoint["run_state"]["stage"] is None:  # a new run, or one stopped before it started
+        checkpoint = None
+        truncate_metrics(run_dir, {})
+        save_checkpoint(run_dir / "checkpoints" / "last.pt",  # so that resume= finds the run whenever it is stopped
+                        {"config": OmegaConf.to_container(cfg), "run_state": RunState().state_dict()})
     device = resolve_device(str(cfg.device))
     seed_everything(cfg.seed)
     env = build_env(cfg, device, seed=cfg.seed)
@@ -384,14 +389,12 @@ def run_experiment(cfg: DictConfig, run_dir: Path | str | None = None, *, overri
     state = RunState()
     if checkpoint is not None:
         state = RunState.from_state_dict(checkpoint["run_state"])
-        truncate_metrics(run_dir, state.env_steps)
+        truncate_metrics(run_dir, state.metric_rows)
     total = cfg.stage1.random_steps + cfg.stage1.steps + cfg.stage2.steps
     with Run(run_dir, make_logger(cfg, run_dir), total, eval_every=cfg.eval.every,
              checkpoint_every=cfg.checkpoint.every, state=state, quiet=cfg.quiet) as run:
         x = Experiment(cfg, run, env, agents, evaluate, device, checkpoint)
-        if checkpoint is None:
-            x.save("last", {}, ())  # a run killed before its first periodic checkpoint resumes from here
-        else:
+        if checkpoint is not None:
             restore_rng_states(checkpoint["rng"])
         if run.state.random_return is None:  # the reference for the switch criterion and the summary
             run.state.random_return = evaluate.random_return()

@@ -41,7 +41,8 @@ class RunState:
     ``bc_env_steps``: extra env steps of BC rollouts (``bc_data=evaluation|dagger``); ``bc_rounds``;
     ``evaluations``: one record per evaluation; ``random_return``: a random policy's return (measured
     once); ``results``: per stage, the returns at its end; ``throughput``: per stage, learning steps
-    and the seconds they took (evaluations and checkpoints excluded).
+    and the seconds they took (evaluations and checkpoints excluded); ``metric_rows``: rows logged per
+    metric, so that a resumed run cuts its metric files back to the checkpoint.
     """
 
     stage: str | None = None
@@ -56,6 +57,7 @@ class RunState:
     results: dict[str, dict] = field(default_factory=dict)
     wall_time_s: float = 0.0
     throughput: dict[str, dict] = field(default_factory=dict)
+    metric_rows: dict[str, int] = field(default_factory=dict)
 
     def state_dict(self) -> dict:
         return asdict(self)
@@ -179,6 +181,7 @@ class Run:
             for name, value in metrics.items():
                 if value is not None:
                     self.logger.log_scalar(name, float(value), step=self.state.env_steps)
+                    self.state.metric_rows[name] = self.state.metric_rows.get(name, 0) + 1
         if bad:
             self.diverged(f"{bad[0]} is {metrics[bad[0]]}")
 

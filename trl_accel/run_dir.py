@@ -11,7 +11,7 @@ from trl_accel.checkpoint import load_checkpoint
 from trl_accel.config import ConfigError
 
 #: What a run writes in its directory (Hydra's own ``.hydra/`` aside).
-RUN_OUTPUTS = ("checkpoints", "metrics", "summary.json", "curves.png")
+RUN_OUTPUTS = ("checkpoints/last.pt", "metrics", "summary.json", "curves.png")
 #: Keys that ``resume=`` may change: schedules and how the run is shown, never what is learned or how.
 RESUMABLE_KEYS = ("stage1.steps", "stage2.steps", "eval.every", "checkpoint.every", "quiet", "device", "compile")
 #: Keys that are about this invocation, not the run.
@@ -29,7 +29,7 @@ def prepare_run_dir(run_dir: Path, *, overwrite: bool, resuming: bool) -> None:
         if not overwrite:
             raise ConfigError(f"'{run_dir}' already holds a run: continue it with resume={run_dir}, pass overwrite=true "
                               "to delete its outputs and start over, or choose another hydra.run.dir.")
-        for name in RUN_OUTPUTS:
+        for name in ("checkpoints", *RUN_OUTPUTS[1:]):
             target = run_dir / name
             shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
     probe = run_dir / "checkpoints" / ".write_probe"
@@ -48,7 +48,8 @@ def resume_target(resume: str) -> Path:
     path = Path(resume)
     if path.is_dir():
         if not (path / "checkpoints" / "last.pt").is_file():
-            raise ConfigError(f"resume={resume}: no checkpoints/last.pt in this directory, so there is nothing to continue.")
+            raise ConfigError(f"resume={resume}: no checkpoints/last.pt in this directory: the run stopped before it "
+                              "started, so there is nothing to continue. Start it again (same hydra.run.dir).")
         return path
     if not path.is_file():
         raise ConfigError(f"resume={resume} does not exist: pass a run directory (with checkpoints/last.pt).")
@@ -112,12 +113,13 @@ def _differing_keys(stored: DictConfig, cfg: DictConfig, prefix: str = "") -> li
     return sorted(out)
 
 
-def truncate_metrics(run_dir: Path, env_steps: int) -> None:
-    """Drop the CSV metric rows logged after ``env_steps`` (the checkpoint a run resumes from), so that a
-    resumed run logs each step once."""
-    for path in (run_dir / "metrics").rglob("*.csv"):
+def truncate_metrics(run_dir: Path, metric_rows: dict[str, int]) -> None:
+    """Cut each CSV metric file back to the rows it had at the checkpoint a run resumes from
+    (``metric_rows``: rows per metric name), so that a resumed run logs each row once."""
+    scalars = run_dir / "metrics" / "scalars"
+    for path in scalars.rglob("*.csv"):
         rows = path.read_text().splitlines(keepends=True)
-        kept = [row for row in rows if int(float(row.split(",", 1)[0])) <= env_steps]
+        kept = rows[: metric_rows.get(path.relative_to(scalars).with_suffix("").as_posix(), 0)]
         if len(kept) != len(rows):
             path.write_text("".join(kept))
 

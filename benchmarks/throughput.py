@@ -25,7 +25,7 @@ def recipe_variant(env: str, random_steps: int, steps: int, out: Path, name: str
     """The recipe's command for one variant and the stage whose throughput it measures."""
     base = [*RECIPE, f"env={env}", *COMMON, f"stage1.random_steps={random_steps}", f"hydra.run.dir={out / name}"]
     if name == "mlp_td3":
-        return [*base, "mode=mlp_td3", f"stage1.steps={steps}", "stage2.steps=0"], "mlp_td3"
+        return [*base, "mode=accelerator_only", f"stage1.steps={steps}", "stage2.steps=0"], "accelerator_only"
     if name == "stage1":
         return [*base, f"stage1.steps={steps}", "stage2.steps=0"], "stage1"
     return [*base, "stage1.steps=0", f"stage2.steps={steps}", "stage2.buffer_size=20000"], "stage2"

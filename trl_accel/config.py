@@ -143,9 +143,9 @@ def _check_stage_one(cfg: DictConfig) -> None:
     _require(stage1.switch.rule != "auto" or cfg.eval.every > 0,
              "stage1.switch.rule=auto decides at evaluations: set eval.every > 0.")
     accelerating = canonical_mode(cfg.mode) == "accelerate" and cfg.stage2.init_from is None
-    _require(not accelerating or stage1.steps >= stage1.bc_every,
+    _require(not accelerating or stage1.steps == 0 or stage1.steps >= stage1.bc_every,
              f"stage1.steps ({stage1.steps}) is below stage1.bc_every ({stage1.bc_every}), so the transformer would never "
-             "be cloned: raise stage1.steps or lower stage1.bc_every.")
+             "be cloned: raise stage1.steps or lower stage1.bc_every (stage1.steps=0 skips stage one's learning).")
     if cfg.stage2.init_from is not None:
         _require(canonical_mode(cfg.mode) == "accelerate", "stage2.init_from is for mode=accelerate.")
         _require(Path(cfg.stage2.init_from).is_file(),

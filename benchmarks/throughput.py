@@ -26,8 +26,10 @@ def recipe_variant(env: str, random_steps: int, steps: int, out: Path, name: str
     base = [*RECIPE, f"env={env}", *COMMON, f"stage1.random_steps={random_steps}", f"hydra.run.dir={out / name}"]
     if name == "mlp_td3":
         return [*base, "mode=accelerator_only", f"stage1.steps={steps}", "stage2.steps=0"], "accelerator_only"
-    if name == "stage1":
-        return [*base, f"stage1.steps={steps}", "stage2.steps=0"], "stage1"
+    if name == "stage1":  # T as large as the schedule allows (Table 1: 2000), so that BC rounds are timed
+        bc_every = min(2000, steps)
+        return [*base, f"stage1.steps={steps}", "stage2.steps=0", f"stage1.bc_every={bc_every}",
+                f"stage1.bc_batch_size={min(256, bc_every)}"], "stage1"
     return [*base, "stage1.steps=0", f"stage2.steps={steps}", "stage2.buffer_size=20000"], "stage2"
 
 

@@ -13,9 +13,9 @@ TOTAL = 200 + 300 + 200
 
 
 @pytest.mark.parametrize("recipe, extra", [
-    ("td3", [*TINY_LSTM, "stage1.ascent_weight=0.1"]),
+    ("td3", [*TINY_LSTM, "accelerator.inputs=[observation]", "stage1.ascent_weight=0.1"]),
     ("sac", []),
-    ("sac", [*TINY_LSTM, "algo.batch_size=16", "stage1.ascent_weight=0.1", "stage1.bc_loss=likelihood"]),
+    ("sac", [*TINY_LSTM, "accelerator.inputs=[observation]", "algo.batch_size=16", "stage1.ascent_weight=0.1", "stage1.bc_loss=likelihood"]),
 ], ids=["td3-lstm-ascent", "sac-mlp-bc", "sac-lstm-ascent-likelihood"])
 def test_accelerated_runs_write_the_same_summary(tiny_config, tiny_sac_config, tmp_path, recipe, extra):
     config = tiny_config if recipe == "td3" else tiny_sac_config

@@ -7,8 +7,8 @@ from torchrl.envs import ExplorationType
 from torchrl.modules import set_recurrent_mode
 
 from trl_accel import keys
-from trl_accel.envs import make_env
-from trl_accel.modules.lstm import make_lstm_actor, make_twin_lstm_q_critics, recurrent_state_primer
+from trl_accel.envs import PreviousActionReward, make_env
+from trl_accel.modules.recurrent import make_lstm_actor, make_twin_lstm_q_critics, recurrent_state_primer
 from trl_accel.stages import TD3Learner, TD3Settings
 from trl_accel.stages.sequences import SequenceSettings, make_replay_buffer
 
@@ -20,10 +20,11 @@ def collect(frames: int = 120, seed: int = 0):
     torch.manual_seed(seed)
     env = make_env("Pendulum-v1", K, seed=seed, max_episode_steps=EPISODE, pomdp="positions_only")
     actor = make_lstm_actor(2, env.action_spec_unbatched, hidden_size=16, hidden_sizes=(16,))
+    env.append_transform(PreviousActionReward())
     env.append_transform(recurrent_state_primer(actor))
     collector = Collector(env, actor, frames_per_batch=frames, total_frames=frames,
                           exploration_type=ExplorationType.DETERMINISTIC)
-    batch = next(iter(collector)).exclude("collector")
+    batch = next(iter(collector))
     collector.shutdown()
     return actor, batch
 
@@ -45,17 +46,24 @@ def test_recurrent_state_does_not_leak_into_a_new_episode():
         assert not torch.allclose(actor(middle.clone())["action"], actor(zeroed)["action"])
 
 
-def test_sequences_stay_inside_one_episode_and_mask_the_burn_in():
+def test_sequences_stay_inside_one_episode_pad_short_ones_and_mask_the_burn_in():
     _, batch = collect(frames=200)
-    replay = make_replay_buffer(1000, batch_size=16, sequences=SequenceSettings(seq_len=5, burn_in=2))
+    replay = make_replay_buffer(1000, batch_size=16, sequences=SequenceSettings(seq_len=12, burn_in=2))
     replay.extend(batch)
+    padded = 0
     for _ in range(5):
         sequences = replay.sample()
-        assert sequences.shape == (16, 5)
-        assert not sequences["is_init"][:, 1:].any()
+        assert sequences.shape == (16, 12)
+        real = sequences["collector", "mask"].reshape(16, 12)
+        assert real[:, 0].all() and (real[:, :-1] >= real[:, 1:]).all()  # padding only at the end
+        padded += int((~real).sum())
+        assert not (sequences["is_init"].squeeze(-1)[:, 1:] & real[:, 1:]).any()
         steps = sequences["step_count"].squeeze(-1)
-        assert (steps[:, 1:] - steps[:, :-1] == 1).all()
-        assert sequences[keys.LOSS_MASK].tolist() == [[False, False, True, True, True]] * 16
+        assert ((steps[:, 1:] - steps[:, :-1] == 1) | ~real[:, 1:]).all()
+        expected = real.clone()
+        expected[:, :2] = False
+        assert (sequences[keys.LOSS_MASK] == expected).all()
+    assert padded > 0  # the 9-step episodes are shorter than a sequence: kept, padded, masked
 
 
 def test_recurrent_mode_from_the_stored_state_replays_the_collected_actions():
@@ -65,7 +73,8 @@ def test_recurrent_mode_from_the_stored_state_replays_the_collected_actions():
     sequences = replay.sample()
     with torch.no_grad(), set_recurrent_mode(True):
         replayed = actor(sequences.clone())["action"]
-    torch.testing.assert_close(replayed, sequences["action"], rtol=1e-4, atol=1e-5)
+    real = sequences["collector", "mask"].reshape(sequences.shape)  # padding repeats a step: its action differs
+    torch.testing.assert_close(replayed[real], sequences["action"][real], rtol=1e-4, atol=1e-5)
 
 
 def test_lstm_td3_update_ignores_burn_in_steps():

@@ -8,7 +8,7 @@ from torchrl.data import Bounded
 from tests.helpers import mean_action, window_pairs
 from trl_accel import keys
 from trl_accel.modules import make_mlp_actor, make_transformer_actor, make_twin_q_critics
-from trl_accel.modules.lstm import make_lstm_actor, make_twin_lstm_q_critics
+from trl_accel.modules.recurrent import make_lstm_actor, make_twin_lstm_q_critics
 from trl_accel.stages import BehaviourCloner, hand_over
 from trl_accel.stages.ascent import frozen_first_critic
 from trl_accel.stages.learners import make_learner
@@ -59,8 +59,8 @@ def test_ascent_raises_the_frozen_critics_value_of_the_transformers_action(case)
     torch.manual_seed(0)
     stochastic = algorithm == "sac"
     if recurrent:
-        accelerator = make_lstm_actor(OBS, SPEC, hidden_size=16, hidden_sizes=(16,), stochastic=stochastic)
-        critics = make_twin_lstm_q_critics(OBS, ACT, hidden_size=16, hidden_sizes=(16,))
+        accelerator = make_lstm_actor(OBS, SPEC, hidden_size=16, hidden_sizes=(16,), inputs=("observation",), stochastic=stochastic)
+        critics = make_twin_lstm_q_critics(OBS, ACT, hidden_size=16, hidden_sizes=(16,), inputs=("observation",))
     else:
         accelerator = make_mlp_actor(OBS, SPEC, hidden_sizes=(16,), stochastic=stochastic)
         critics = make_twin_q_critics(OBS, ACT, hidden_sizes=(16,))

@@ -15,6 +15,8 @@ from trl_accel.envs.pomdp import check_pomdp
 from trl_accel.schema import ExperimentConfig, check_ranges
 
 MODES = ("accelerate", "accelerator_only", "transformer_only")
+#: Accelerator types with a recurrent network (replay samples sequences).
+RECURRENT = ("lstm", "gru")
 #: The backbone's names for the TD3 baselines.
 MODE_ALIASES = {"mlp_td3": "accelerator_only", "transformer_td3": "transformer_only"}
 #: Logger backends and the package (and extra) each needs.
@@ -112,15 +114,22 @@ def _check_transformer(t: DictConfig) -> None:
 
 
 def _check_accelerator(acc: DictConfig) -> None:
-    if acc.type == "lstm":
-        for key in ("hidden_size", "seq_len", "burn_in"):
-            _require(acc[key] is not None, f"accelerator=lstm needs accelerator.{key}: pick the group with accelerator=lstm.")
+    if acc.type in RECURRENT:
+        for key in ("hidden_size", "inputs", "seq_len", "burn_in", "start_state"):
+            _require(acc[key] is not None, f"accelerator={acc.type} needs accelerator.{key}: pick the group with "
+                     f"accelerator={acc.type}.")
+        _require(len(acc.inputs) > 0, "accelerator.inputs must name at least one of observation, prev_action, prev_reward.")
+        unknown = sorted(set(acc.embedding or {}) - {"observation", "prev_action", "prev_reward"})
+        _require(not unknown, f"accelerator.embedding has unknown inputs {unknown}: its keys are among observation, "
+                 "prev_action, prev_reward.")
+        _require(all(size >= 1 for size in (acc.embedding or {}).values()),
+                 f"accelerator.embedding sizes must be >= 1, got {dict(acc.embedding)}.")
         _require(acc.burn_in < acc.seq_len,
                  f"accelerator.burn_in must be in [0, accelerator.seq_len={acc.seq_len}), got {acc.burn_in}.")
 
 
 def _check_buffers(cfg: DictConfig) -> None:
-    seq_len = cfg.accelerator.seq_len if cfg.accelerator.type == "lstm" else 1
+    seq_len = cfg.accelerator.seq_len if cfg.accelerator.type in RECURRENT else 1
     algorithm_batch = "algo.batch_size"
     stage2_batch = "stage2.batch_size" if cfg.stage2.batch_size else algorithm_batch
     for buffer_key, batch_key in (("stage1.buffer_size", algorithm_batch), ("stage2.buffer_size", stage2_batch),
@@ -140,6 +149,14 @@ def _check_stage_one(cfg: DictConfig) -> None:
              f"stage1.bc_batch_size ({stage1.bc_batch_size}) is larger than the trajectory buffer (stage1.bc_every={stage1.bc_every}).")
     _require(stage1.bc_loss == "mse" or algorithm == "sac",
              "stage1.bc_loss=likelihood needs a stochastic transformer: use recipes/sac_accelerate.py (algo=sac), or bc_loss=mse.")
+    if cfg.accelerator.type in RECURRENT:
+        _require(stage1.bc_data != "dagger",
+                 f"stage1.bc_data=dagger with accelerator={cfg.accelerator.type}: the transformer's own rollouts carry no "
+                 "accelerator memory to label them with; use stage1.bc_data=training or evaluation.")
+        previous = sorted({"prev_action", "prev_reward"} & set(cfg.accelerator.inputs))
+        _require(stage1.ascent_weight == 0 or not previous,
+                 f"stage1.ascent_weight > 0 evaluates the recurrent critic on the transformer's observation window, which "
+                 f"holds no {previous[0] if previous else ''}: set accelerator.inputs=[observation] or stage1.ascent_weight=0.")
     _require(stage1.switch.rule != "auto" or cfg.eval.every > 0,
              "stage1.switch.rule=auto decides at evaluations: set eval.every > 0.")
     accelerating = canonical_mode(cfg.mode) == "accelerate" and cfg.stage2.init_from is None
@@ -169,8 +186,6 @@ def _check_maniskill(cfg: DictConfig) -> None:
              f"frames_per_batch ({cfg.frames_per_batch}) must be a multiple of env.num_envs ({env.num_envs}): "
              f"each collector batch holds the same number of steps from every env.")
     _require(env.pomdp is None, "env.pomdp is for the MuJoCo tasks; ManiSkill tasks are fully observed here.")
-    _require(not (cfg.accelerator.type == "lstm" and env.num_envs > 1),
-             "accelerator=lstm samples sequences from one env's stream: use env.num_envs=1 with it.")
     available, reason = vulkan_available()
     _require(available, f"{env.name} cannot run here: {reason}")
 

@@ -27,21 +27,33 @@ from torchrl.record.loggers import get_logger
 
 from trl_accel import keys
 from trl_accel.checkpoint import load_checkpoint, restore_rng_states, save_checkpoint
-from trl_accel.config import ConfigError, canonical_mode, check_checkpoint_shapes, resolve_device, validate_config
-from trl_accel.envs import episode_limit, make_env
+from trl_accel.config import (
+    RECURRENT,
+    ConfigError,
+    canonical_mode,
+    check_checkpoint_shapes,
+    resolve_device,
+    validate_config,
+)
+from trl_accel.envs import PreviousActionReward, episode_limit, make_env
 from trl_accel.envs.maniskill import default_max_episode_steps, is_maniskill_config, make_maniskill_training_env
 from trl_accel.evaluation import evaluate_policy
 from trl_accel.loop import Run, RunState, collect_and_learn
 from trl_accel.modules import make_mlp_actor, make_transformer_actor, make_twin_q_critics
 from trl_accel.modules.encoders import PixelEncoder
-from trl_accel.modules.lstm import make_lstm_actor, make_twin_lstm_q_critics, recurrent_state_primer
 from trl_accel.modules.pixels import make_pixel_mlp_actor, make_pixel_twin_q_critics
+from trl_accel.modules.recurrent import (
+    make_recurrent_actor,
+    make_twin_recurrent_q_critics,
+    recurrent_state_keys,
+    recurrent_state_primer,
+)
 from trl_accel.plots import plot_curves
 from trl_accel.run_dir import open_resumed_run, prepare_run_dir, truncate_metrics
 from trl_accel.stages import BehaviourCloner, SwitchCriterion, bc_pairs, hand_over, make_trajectory_buffer
 from trl_accel.stages.ascent import frozen_first_critic
 from trl_accel.stages.learners import make_collection_policy, make_learner
-from trl_accel.stages.sequences import SequenceSettings, make_replay_buffer
+from trl_accel.stages.sequences import TRAJECTORY_KEY, SequenceSettings, make_replay_buffer
 
 
 # ---------------------------------------------------------------------------------------------------- building
@@ -72,16 +84,18 @@ class Agents:
         stochastic = cfg.algo.name == "sac"
         action_dim = action_spec.shape[-1]
         acc = cfg.accelerator
-        self.recurrent = acc.type == "lstm"
+        self.recurrent = acc.type in RECURRENT
         self.pixels = cfg.env.obs_mode == "rgb"
-        self.sequences, frame_encoder = None, None
+        self.sequences, frame_encoder, self.previous = None, None, False
         hidden_sizes = list(acc.hidden_sizes)
         if self.recurrent:
-            self.accelerator = make_lstm_actor(obs_dim, action_spec, hidden_size=acc.hidden_size,
-                                               hidden_sizes=hidden_sizes, stochastic=stochastic)
-            self.critics = make_twin_lstm_q_critics(obs_dim, action_dim, hidden_size=acc.hidden_size,
-                                                    hidden_sizes=hidden_sizes)
-            self.sequences = SequenceSettings(acc.seq_len, acc.burn_in)
+            network = {"cell": acc.type, "hidden_size": acc.hidden_size, "hidden_sizes": hidden_sizes,
+                       "inputs": list(acc.inputs), "embedding": dict(acc.embedding or {})}
+            self.accelerator = make_recurrent_actor(obs_dim, action_spec, **network, stochastic=stochastic)
+            self.critics = make_twin_recurrent_q_critics(obs_dim, action_dim, **network)
+            self.sequences = SequenceSettings(acc.seq_len, acc.burn_in, acc.start_state,
+                                              tuple(recurrent_state_keys(self.accelerator)))
+            self.previous = bool({keys.PREV_ACTION, keys.PREV_REWARD} & set(acc.inputs))
         elif self.pixels:
             image = {"image_size": cfg.env.image_size, "feature_dim": cfg.encoder.feature_dim}
             self.accelerator = make_pixel_mlp_actor(obs_dim, action_spec, hidden_sizes=hidden_sizes, stochastic=stochastic,
@@ -100,8 +114,10 @@ class Agents:
         self.critics = [critic.to(device) for critic in self.critics]
 
     def env_transforms(self) -> list:
-        """What the envs need for these agents: the LSTM actor's recurrent-state primer."""
-        return [recurrent_state_primer(self.accelerator)] if self.recurrent else []
+        """What the envs need for these agents: a recurrent actor's state primer, and the previous action and
+        reward when it reads them."""
+        return ([PreviousActionReward()] if self.previous else []) + (
+            [recurrent_state_primer(self.accelerator)] if self.recurrent else [])
 
     def pair_keys(self) -> tuple:
         """What a pair in T holds: the transformer's inputs, the accelerator's (to label it) and the action."""
@@ -159,10 +175,12 @@ class Evaluator:
         return run.record_evaluation(record)
 
 
-def replay_keys(loss: LossModule):
+def replay_keys(loss: LossModule, sequences: SequenceSettings | None = None):
     """What the replay buffer stores for ``loss``: the loss's own in-keys (and the ``next`` entries of them),
-    nothing the learner never reads (windows for the accelerator, pixels windows, collector bookkeeping)."""
-    wanted = list(dict.fromkeys([*loss.in_keys, *(("next", key) for key in loss.in_keys if isinstance(key, str))]))
+    nothing the learner never reads (windows for the accelerator, pixels windows, collector bookkeeping but
+    the trajectory ids that cut sequences)."""
+    wanted = list(dict.fromkeys([*loss.in_keys, *(("next", key) for key in loss.in_keys if isinstance(key, str)),
+                                 *([TRAJECTORY_KEY] if sequences is not None else [])]))
 
     def select(batch: TensorDictBase) -> TensorDictBase:
         return batch.select(*wanted, strict=False)
@@ -245,7 +263,7 @@ def stage_one(x: Experiment) -> dict:
     switch_reason = None
     for step in collect_and_learn(run, x.env, x.collection_policy(agents.accelerator), learner, replay,
                                   steps=s1.steps, random_steps=s1.random_steps, frames_per_batch=cfg.frames_per_batch,
-                                  updates_per_step=cfg.updates_per_step, stored_keys=replay_keys(learner.loss)):
+                                  updates_per_step=cfg.updates_per_step, stored_keys=replay_keys(learner.loss, x.agents.sequences)):
         metrics = step.metrics
         if step.learning:  # Algorithm 1: fresh (window, action) pairs into T
             if teacher_rollouts is None:
@@ -314,7 +332,7 @@ def stage_two(x: Experiment, stage_one_parts: dict) -> None:
     for step in collect_and_learn(run, x.env, x.collection_policy(transformer), learner, replay,
                                   steps=cfg.stage2.steps, random_steps=cfg.stage2.random_steps,
                                   frames_per_batch=cfg.frames_per_batch, updates_per_step=cfg.updates_per_step,
-                                  stored_keys=replay_keys(learner.loss)):
+                                  stored_keys=replay_keys(learner.loss, x.agents.sequences)):
         run.log(step.metrics)
         if run.evaluation_due():
             x.evaluate(run, transformer=transformer)
@@ -342,7 +360,7 @@ def baseline(x: Experiment, mode: str) -> None:
     for step in collect_and_learn(run, x.env, x.collection_policy(actor), learner, replay,
                                   steps=cfg.stage1.steps + cfg.stage2.steps, random_steps=cfg.stage1.random_steps,
                                   frames_per_batch=cfg.frames_per_batch, updates_per_step=cfg.updates_per_step,
-                                  stored_keys=replay_keys(learner.loss)):
+                                  stored_keys=replay_keys(learner.loss, x.agents.sequences)):
         run.log(step.metrics)
         if run.evaluation_due():
             x.evaluate(run, **{name: actor})

@@ -15,6 +15,9 @@ EPISODE_REWARD = "episode_reward"     #: [*B, 1] the running return (RewardSum)
 SUCCESS = "success"                   #: [*B, 1] bool (ManiSkill tasks)
 REWARD, DONE, TERMINATED, TRUNCATED = "reward", "done", "terminated", "truncated"
 
+PREV_ACTION = "prev_action"           #: [*B, A] the action executed at the previous step, zero at an episode's start
+PREV_REWARD = "prev_reward"           #: [*B, 1] the previous step's reward, zero at an episode's start
+
 # ---- context windows (env transforms)
 OBSERVATION_WINDOW = "observation_window"  #: [*B, K, D] the episode's last K observations, zero before its start
 PIXELS_WINDOW = "pixels_window"            #: [*B, K, 3, H, W] the episode's last K frames

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, fields, is_dataclass
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional
 
 from omegaconf import MISSING, ListConfig
 
@@ -38,10 +38,10 @@ def describe_range(meta: dict) -> str:
 def in_range(value: Any, meta: dict) -> bool:
     if value is None:
         return True
-    if meta.get("choices") is not None:
-        return value in meta["choices"]
     if isinstance(value, (list, tuple, ListConfig)):
         return all(in_range(item, meta) for item in value)
+    if meta.get("choices") is not None:
+        return value in meta["choices"]
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         return True
     if isinstance(value, float) and not math.isfinite(value):
@@ -90,13 +90,17 @@ class EnvConfig:
 
 @dataclass
 class AcceleratorConfig:
-    """``accelerator`` group: ``mlp`` (``hidden_sizes``) or ``lstm`` (also ``hidden_size``, ``seq_len``, ``burn_in``)."""
+    """``accelerator`` group: ``mlp`` (``hidden_sizes``), or ``lstm``/``gru`` (also ``hidden_size``, ``inputs``,
+    ``embedding``, ``seq_len``, ``burn_in``, ``start_state``)."""
 
-    type: str = bounded("mlp", choices=("mlp", "lstm"))
+    type: str = bounded("mlp", choices=("mlp", "lstm", "gru"))
     hidden_sizes: List[int] = bounded(low=1, factory=lambda: [256, 256])
     hidden_size: Optional[int] = bounded(None, low=1)
+    inputs: Optional[List[str]] = bounded(None, choices=("observation", "prev_action", "prev_reward"))
+    embedding: Optional[Dict[str, int]] = None
     seq_len: Optional[int] = bounded(None, low=2)
     burn_in: Optional[int] = bounded(None, low=0)
+    start_state: Optional[str] = bounded(None, choices=("stored", "zero"))
 
 
 @dataclass

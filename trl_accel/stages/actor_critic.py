@@ -7,7 +7,7 @@ from tensordict.nn import TensorDictModule
 from torchrl.objectives import LossModule, SoftUpdate
 
 from trl_accel import keys
-from trl_accel.modules.lstm import is_recurrent
+from trl_accel.modules.recurrent import is_recurrent
 
 
 def needs_loop_over_critics(critics: list[TensorDictModule]) -> bool:

@@ -7,7 +7,7 @@ from torchrl.modules import set_recurrent_mode
 from torchrl.objectives import LossModule
 
 from trl_accel import keys
-from trl_accel.modules.lstm import is_recurrent
+from trl_accel.modules.recurrent import is_recurrent
 from trl_accel.objectives.bc import CriticValue
 
 

@@ -5,36 +5,56 @@ from dataclasses import dataclass
 
 import torch
 from tensordict import TensorDictBase
+from tensordict.utils import NestedKey
 from torchrl.data import LazyTensorStorage, ReplayBuffer, SliceSampler
 from torchrl.envs import Transform
 
 from trl_accel import keys
 
+START_STATES = ("stored", "zero")
+#: Written by TorchRL's collector: one id per trajectory, whichever env it came from.
+TRAJECTORY_KEY = ("collector", "traj_ids")
+#: Written by TorchRL's ``SliceSampler(pad_output=True)``: False on the padding of a short sequence.
+PADDING_MASK_KEY = ("collector", "mask")
+
 
 @dataclass
 class SequenceSettings:
-    """How recurrent learners sample: ``seq_len`` consecutive steps of one episode per sequence, the
-    first ``burn_in`` of which only warm up the recurrent state (no loss on them)."""
+    """How recurrent learners sample: ``seq_len`` consecutive steps of one trajectory per sequence (a shorter
+    episode is padded, and the padding masked, never dropped), the first ``burn_in`` of which only warm up
+    the recurrent state (no loss on them). ``start_state``: the actor starts each sequence from the recurrent
+    state it had there during collection (``stored``, its ``state_keys``) or from zero (``zero``)."""
 
-    seq_len: int = 8
-    burn_in: int = 2
+    seq_len: int = 64
+    burn_in: int = 8
+    start_state: str = "stored"
+    state_keys: tuple[NestedKey, ...] = ()
 
 
 class SequenceView(Transform):
-    """Replay-buffer transform: a flat sample of ``B * seq_len`` steps -> ``[B, seq_len]``, plus
-    ``loss_mask`` [B, seq_len] (``False`` on the first ``burn_in`` steps), which TorchRL's losses
-    honour once their ``loss_mask_key`` is set to it."""
+    """Replay-buffer transform: a flat sample of ``B * seq_len`` steps -> ``[B, seq_len]``, plus ``loss_mask``
+    [B, seq_len] (``False`` on the first ``burn_in`` steps and on padding), which TorchRL's losses honour once
+    their ``loss_mask_key`` is set to it. ``zero_state_keys``: recurrent states set to zero (current and next),
+    so that the module starts each sequence from zero."""
 
-    def __init__(self, seq_len: int, burn_in: int = 0):
+    def __init__(self, seq_len: int, burn_in: int = 0, zero_state_keys: tuple[NestedKey, ...] = ()):
         super().__init__()
         if not 0 <= burn_in < seq_len:
             raise ValueError(f"burn_in must be in [0, seq_len), got burn_in={burn_in}, seq_len={seq_len}.")
-        self.seq_len, self.burn_in = seq_len, burn_in
+        self.seq_len, self.burn_in, self.zero_state_keys = seq_len, burn_in, tuple(zero_state_keys)
 
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
         sequences = tensordict.reshape(-1, self.seq_len)
         mask = torch.ones(sequences.shape, dtype=torch.bool, device=sequences.device)
         mask[:, : self.burn_in] = False
+        padding = sequences.get(PADDING_MASK_KEY, None)
+        if padding is not None:
+            mask &= padding.reshape(mask.shape)
+        for key in self.zero_state_keys:
+            for nested in (key, ("next", key)):
+                state = sequences.get(nested, None)
+                if state is not None:
+                    sequences.set(nested, torch.zeros_like(state))
         return sequences.set(keys.LOSS_MASK, mask)
 
     def _call(self, tensordict: TensorDictBase) -> TensorDictBase:
@@ -43,12 +63,20 @@ class SequenceView(Transform):
 
 def make_replay_buffer(size: int, batch_size: int, device: torch.device | str = "cpu",
                        sequences: SequenceSettings | None = None) -> ReplayBuffer:
-    """Uniform replay of ``batch_size`` transitions, or, with ``sequences``, of ``batch_size``
-    sequences that never cross an episode's end (TorchRL's ``SliceSampler`` on ``("next", "done")``),
-    returned as ``[batch_size, seq_len]`` with a ``loss_mask``."""
+    """Uniform replay of ``batch_size`` transitions, or, with ``sequences``, of ``batch_size`` sequences of
+    ``seq_len`` steps cut from one trajectory each (TorchRL's ``SliceSampler`` on the collector's trajectory
+    ids, so several envs' streams never mix; a shorter trajectory padded and masked), returned as
+    ``[batch_size, seq_len]`` with a ``loss_mask``. The first step of each sequence is marked ``is_init``, so a
+    recurrent actor starts there from the stored state (or zero, ``start_state=zero``)."""
     storage = LazyTensorStorage(size, device=device)
     if sequences is None:
         return ReplayBuffer(storage=storage, batch_size=batch_size)
-    sampler = SliceSampler(slice_len=sequences.seq_len, end_key=("next", "done"), strict_length=True)
+    if sequences.start_state not in START_STATES:
+        raise ValueError(f"start_state must be one of {START_STATES}, got '{sequences.start_state}'.")
+    sampler = SliceSampler(slice_len=sequences.seq_len, traj_key=TRAJECTORY_KEY, strict_length=False, pad_output=True)
+    zero_keys = sequences.state_keys if sequences.start_state == "zero" else ()
     return ReplayBuffer(storage=storage, sampler=sampler, batch_size=batch_size * sequences.seq_len,
-                        transform=SequenceView(sequences.seq_len, sequences.burn_in))
+                        transform=SequenceView(sequences.seq_len, sequences.burn_in, zero_keys))
+
+
+__all__ = ["PADDING_MASK_KEY", "START_STATES", "SequenceSettings", "SequenceView", "TRAJECTORY_KEY", "make_replay_buffer"]

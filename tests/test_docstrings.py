@@ -5,9 +5,10 @@ import doctest
 
 import pytest
 
-from trl_accel.modules import encoders, heads, lstm, mlp, pixels, transformer
+from trl_accel.envs import previous
+from trl_accel.modules import encoders, heads, mlp, pixels, recurrent, transformer
 
-MODULES = [encoders, heads, lstm, mlp, pixels, transformer]
+MODULES = [encoders, heads, mlp, pixels, previous, recurrent, transformer]
 
 
 @pytest.mark.parametrize("module", MODULES, ids=lambda module: module.__name__)

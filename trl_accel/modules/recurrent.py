@@ -146,17 +146,33 @@ def make_recurrent_q_critic(obs_dim: int, action_dim: int, *, cell: str = "lstm"
 
 def make_twin_recurrent_q_critics(obs_dim: int, action_dim: int, **kwargs) -> list[TensorDictSequential]:
     """Two independently initialised recurrent Q networks, each with its own recurrent trunk (``kwargs``: those of
-    :func:`make_recurrent_q_critic`)."""
+    :func:`make_recurrent_q_critic`).
+
+    >>> q1, q2 = make_twin_recurrent_q_critics(3, 1, cell="gru", hidden_size=4, hidden_sizes=(8,))
+    >>> q1 is not q2, q1.in_keys == q2.in_keys
+    (True, True)
+    """
     return [make_recurrent_q_critic(obs_dim, action_dim, **kwargs) for _ in range(2)]
 
 
 def make_lstm_actor(obs_dim: int, action_spec: TensorSpec, **kwargs) -> TensorDictSequential:
-    """:func:`make_recurrent_actor` with an LSTM."""
+    """:func:`make_recurrent_actor` with an LSTM.
+
+    >>> from torchrl.data import Bounded
+    >>> actor = make_lstm_actor(3, Bounded(-1.0, 1.0, shape=(1,)), hidden_size=4, hidden_sizes=(8,))
+    >>> sorted(key for key in actor.in_keys if isinstance(key, str))
+    ['actor_c', 'actor_h', 'is_init', 'observation', 'prev_action', 'prev_reward']
+    """
     return make_recurrent_actor(obs_dim, action_spec, cell="lstm", **kwargs)
 
 
 def make_twin_lstm_q_critics(obs_dim: int, action_dim: int, **kwargs) -> list[TensorDictSequential]:
-    """:func:`make_twin_recurrent_q_critics` with LSTMs."""
+    """:func:`make_twin_recurrent_q_critics` with LSTMs.
+
+    >>> q1, q2 = make_twin_lstm_q_critics(3, 1, hidden_size=4, hidden_sizes=(8,), inputs=("observation",))
+    >>> sorted(key for key in q1.in_keys if isinstance(key, str))
+    ['action', 'critic_c', 'critic_h', 'is_init', 'observation']
+    """
     return make_twin_recurrent_q_critics(obs_dim, action_dim, cell="lstm", **kwargs)
 
 
@@ -177,7 +193,12 @@ def recurrent_state_primer(actor: nn.Module) -> Transform:
 
 
 def recurrent_state_keys(actor: nn.Module) -> list[NestedKey]:
-    """The stored recurrent state keys of ``actor`` (``actor_h``, and ``actor_c`` for an LSTM)."""
+    """The stored recurrent state keys of ``actor`` (``actor_h``, and ``actor_c`` for an LSTM).
+
+    >>> from torchrl.data import Bounded
+    >>> recurrent_state_keys(make_lstm_actor(3, Bounded(-1.0, 1.0, shape=(1,)), hidden_size=4, hidden_sizes=(8,)))
+    ['actor_h', 'actor_c']
+    """
     return [key for key in recurrent_core(actor).in_keys if isinstance(key, str) and key.startswith("actor_")
             and key.endswith(("_h", "_c"))]
 

@@ -47,9 +47,11 @@ class SequenceView(Transform):
         sequences = tensordict.reshape(-1, self.seq_len)
         mask = torch.ones(sequences.shape, dtype=torch.bool, device=sequences.device)
         mask[:, : self.burn_in] = False
-        padding = sequences.get(PADDING_MASK_KEY, None)
-        if padding is not None:
-            mask &= padding.reshape(mask.shape)
+        real = sequences.get(PADDING_MASK_KEY, None)  # absent when no sequence needed padding
+        if real is None:
+            real = torch.ones_like(mask)
+        sequences.set(PADDING_MASK_KEY, real.reshape(mask.shape))
+        mask &= sequences.get(PADDING_MASK_KEY)
         for key in self.zero_state_keys:
             for nested in (key, ("next", key)):
                 state = sequences.get(nested, None)
@@ -61,13 +63,31 @@ class SequenceView(Transform):
         return self.forward(tensordict)
 
 
+class SequenceReplayBuffer(ReplayBuffer):
+    """A ``ReplayBuffer`` whose samples pass through a :class:`SequenceView` *with* the sampler's padding mask:
+    TorchRL's ``SliceSampler(pad_output=True)`` reports which steps are padding only in the sample's info,
+    which a replay transform never sees."""
+
+    def __init__(self, *, view: SequenceView, **kwargs):
+        super().__init__(**kwargs)
+        self.view = view
+
+    def sample(self, batch_size: int | None = None, return_info: bool = False):
+        data, info = super().sample(batch_size, return_info=True)
+        real = info.get(PADDING_MASK_KEY) if isinstance(info, dict) else None
+        if real is not None:
+            data.set(PADDING_MASK_KEY, real)
+        data = self.view(data)
+        return (data, info) if return_info else data
+
+
 def make_replay_buffer(size: int, batch_size: int, device: torch.device | str = "cpu",
                        sequences: SequenceSettings | None = None) -> ReplayBuffer:
     """Uniform replay of ``batch_size`` transitions, or, with ``sequences``, of ``batch_size`` sequences of
     ``seq_len`` steps cut from one trajectory each (TorchRL's ``SliceSampler`` on the collector's trajectory
     ids, so several envs' streams never mix; a shorter trajectory padded and masked), returned as
-    ``[batch_size, seq_len]`` with a ``loss_mask``. The first step of each sequence is marked ``is_init``, so a
-    recurrent actor starts there from the stored state (or zero, ``start_state=zero``)."""
+    ``[batch_size, seq_len]`` with a ``loss_mask``. A recurrent actor starts each sequence from the state stored
+    at its first step (or zero, ``start_state=zero``)."""
     storage = LazyTensorStorage(size, device=device)
     if sequences is None:
         return ReplayBuffer(storage=storage, batch_size=batch_size)
@@ -75,8 +95,8 @@ def make_replay_buffer(size: int, batch_size: int, device: torch.device | str = 
         raise ValueError(f"start_state must be one of {START_STATES}, got '{sequences.start_state}'.")
     sampler = SliceSampler(slice_len=sequences.seq_len, traj_key=TRAJECTORY_KEY, strict_length=False, pad_output=True)
     zero_keys = sequences.state_keys if sequences.start_state == "zero" else ()
-    return ReplayBuffer(storage=storage, sampler=sampler, batch_size=batch_size * sequences.seq_len,
-                        transform=SequenceView(sequences.seq_len, sequences.burn_in, zero_keys))
+    return SequenceReplayBuffer(storage=storage, sampler=sampler, batch_size=batch_size * sequences.seq_len,
+                                view=SequenceView(sequences.seq_len, sequences.burn_in, zero_keys))
 
 
-__all__ = ["PADDING_MASK_KEY", "START_STATES", "SequenceSettings", "SequenceView", "TRAJECTORY_KEY", "make_replay_buffer"]
+__all__ = ["PADDING_MASK_KEY", "START_STATES", "SequenceReplayBuffer", "SequenceSettings", "SequenceView", "TRAJECTORY_KEY", "make_replay_buffer"]

@@ -37,6 +37,12 @@ Every ``--eval-every`` env steps it prints ``step=<n> return=<mean>`` (determini
 ``--eval-episodes`` episodes, each with its own seed); at the end it prints one JSON line (and writes it
 to ``--out``) with the per-evaluation returns, ``learning_steps_per_s`` (env steps per second over the
 learning phase, evaluations excluded), ``peak_rss_mib`` and the arguments.
+
+Measured (velocity-masked Pendulum-v1, seed 0, the defaults above: gamma 0.99, seq-len 64, batch 32,
+learning starts 1000, one update per step, policy delay 2, shared critic trunk; one CPU thread on a
+core shared with other work, so the rates are lower bounds): the LSTM reached -178 at 10k steps and
+-124 at 15k (11.3 learning steps/s, peak RSS 493 MiB); the GRU -155 at 8k, -100 at 9k and -100 at
+15k (7.9 learning steps/s, peak RSS 465 MiB).
 """
 from __future__ import annotations
 

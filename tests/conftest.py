@@ -23,7 +23,7 @@ TINY = [
 #: The tiny schedule for the SAC recipe, and the small LSTM accelerator on the masked Pendulum.
 TINY_SAC = [*TINY, "algo.batch_size=64"]
 TINY_LSTM = ["env=pendulum_pomdp", "accelerator=lstm", "accelerator.hidden_size=16", "accelerator.hidden_sizes=[16]",
-             "accelerator.seq_len=4", "accelerator.burn_in=1", "algo.batch_size=16"]
+             "accelerator.seq_len=4", "accelerator.burn_in=1", "accelerator.batch_size=16"]
 
 
 def compose_config(*overrides: str, recipe: str = "td3_accelerate"):

@@ -82,7 +82,7 @@ def test_matrix_options_are_checked_before_training(tiny_config, override, messa
 
 
 def test_lstm_sequences_must_fit_the_buffer(tiny_config):
-    with pytest.raises(ConfigError, match=r"sequences \(4096 steps\) does not fit in stage2.buffer_size \(100\)"):
+    with pytest.raises(ConfigError, match=r"accelerator.batch_size=32 sequences \(2048 steps\) does not fit in stage2.buffer_size \(100\)"):
         run_experiment(tiny_config("accelerator=lstm", "stage2.buffer_size=100"), None)
 
 

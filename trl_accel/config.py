@@ -129,8 +129,9 @@ def _check_accelerator(acc: DictConfig) -> None:
 
 
 def _check_buffers(cfg: DictConfig) -> None:
-    seq_len = cfg.accelerator.seq_len if cfg.accelerator.type in RECURRENT else 1
-    algorithm_batch = "algo.batch_size"
+    recurrent = cfg.accelerator.type in RECURRENT
+    seq_len = cfg.accelerator.seq_len if recurrent else 1
+    algorithm_batch = "accelerator.batch_size" if recurrent and cfg.accelerator.batch_size else "algo.batch_size"
     stage2_batch = "stage2.batch_size" if cfg.stage2.batch_size else algorithm_batch
     for buffer_key, batch_key in (("stage1.buffer_size", algorithm_batch), ("stage2.buffer_size", stage2_batch),
                                   ("baseline.buffer_size", algorithm_batch)):

@@ -221,7 +221,11 @@ class Experiment:
                                       self.settings())
 
     def replay(self, size: int, batch_size: int | None = None) -> ReplayBuffer:
-        return make_replay_buffer(size, batch_size or self.cfg.algo.batch_size, self.device, self.agents.sequences)
+        """A replay buffer of ``batch_size`` samples (a stage's own), else ``accelerator.batch_size`` sequences (a
+        recurrent accelerator's), else ``algo.batch_size``."""
+        sequences = self.agents.sequences
+        batch_size = batch_size or (self.cfg.accelerator.batch_size if sequences else None) or self.cfg.algo.batch_size
+        return make_replay_buffer(size, batch_size, self.device, sequences)
 
     def resuming(self, *stages: str) -> bool:
         return self.checkpoint is not None and self.run.state.stage in stages

@@ -101,6 +101,7 @@ class AcceleratorConfig:
     seq_len: Optional[int] = bounded(None, low=2)
     burn_in: Optional[int] = bounded(None, low=0)
     start_state: Optional[str] = bounded(None, choices=("stored", "zero"))
+    batch_size: Optional[int] = bounded(None, low=1)  # sequences per update (recurrent); null = algo.batch_size
 
 
 @dataclass

@@ -35,3 +35,12 @@ def test_fidelity_benchmark_runs_and_summarises(tmp_path):
                "accelerator.hidden_sizes=[16,16]", "algo.batch_size=32")
     assert (tmp_path / "accelerate_seed0" / "summary.json").is_file()
     assert (tmp_path / "accelerator_only_seed0" / "summary.json").is_file()
+
+
+def test_plain_recurrent_td3_reference_runs_and_reports(tmp_path):
+    out = tmp_path / "plain_recurrent.json"
+    run_script("benchmarks/plain_recurrent_td3.py", "--env", "Pendulum-v1", "--mask-velocity", "--cell", "gru",
+               "--total-steps", "300", "--learning-starts", "200", "--seq-len", "16", "--batch-size", "4",
+               "--hidden", "16", "--head-layers", "16", "--eval-every", "0", "--eval-episodes", "1", "--out", str(out))
+    report = json.loads(out.read_text())
+    assert report["learning_steps_per_s"] > 0 and len(report["evals"]) >= 1

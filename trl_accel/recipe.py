@@ -25,7 +25,7 @@ from trl_accel.checkpoint import CheckpointError
 from trl_accel.config import ConfigError, one_line, validate_config
 from trl_accel.experiment import run_experiment
 from trl_accel.loop import RunInterrupted, TrainingDiverged
-from trl_accel.run_dir import holds_a_run, resume_target
+from trl_accel.run_dir import check_new_run_dir, resume_target
 
 #: Exit statuses of a recipe.
 EXIT_BAD_INPUT, EXIT_DIVERGED = 2, 3
@@ -50,9 +50,7 @@ def check_command_line(config_dir: Path, config_name: str, overrides: list[str])
             target = resume_target(str(cfg.resume))
             extra = [] if "hydra.run.dir" in given else [f"hydra.run.dir={target}"]
             return [*extra, "hydra.output_subdir=null"]
-        if holds_a_run(run_dir) and not cfg.overwrite:
-            raise ConfigError(f"'{run_dir}' already holds a run: continue it with resume={run_dir}, pass overwrite=true "
-                              "to delete its outputs and start over, or choose another hydra.run.dir.")
+        check_new_run_dir(run_dir, overwrite=cfg.overwrite)
         return []
     except (ConfigError, CheckpointError) as err:
         fail(str(err))

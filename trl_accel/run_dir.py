@@ -22,13 +22,18 @@ def holds_a_run(run_dir: Path) -> bool:
     return any((run_dir / name).exists() for name in RUN_OUTPUTS)
 
 
+def check_new_run_dir(run_dir: Path, *, overwrite: bool) -> None:
+    """Refuse, for a new run, a directory that holds another run's outputs, unless ``overwrite``."""
+    if holds_a_run(run_dir) and not overwrite:
+        raise ConfigError(f"'{run_dir}' already holds a run: continue it with resume={run_dir}, pass overwrite=true "
+                          "to delete its outputs and start over, or choose another hydra.run.dir.")
+
+
 def prepare_run_dir(run_dir: Path, *, overwrite: bool, resuming: bool) -> None:
     """Refuse a directory that holds another run's outputs (unless ``overwrite``, which deletes them, or
     ``resuming``), then check that it and its ``checkpoints/`` can be written."""
     if not resuming and holds_a_run(run_dir):
-        if not overwrite:
-            raise ConfigError(f"'{run_dir}' already holds a run: continue it with resume={run_dir}, pass overwrite=true "
-                              "to delete its outputs and start over, or choose another hydra.run.dir.")
+        check_new_run_dir(run_dir, overwrite=overwrite)
         for name in ("checkpoints", *RUN_OUTPUTS[1:]):
             target = run_dir / name
             shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
@@ -124,5 +129,5 @@ def truncate_metrics(run_dir: Path, metric_rows: dict[str, int]) -> None:
             path.write_text("".join(kept))
 
 
-__all__ = ["RESUMABLE_KEYS", "holds_a_run", "open_resumed_run", "overridden_keys", "prepare_run_dir", "resume_target",
+__all__ = ["RESUMABLE_KEYS", "check_new_run_dir", "holds_a_run", "open_resumed_run", "overridden_keys", "prepare_run_dir", "resume_target",
            "truncate_metrics"]

@@ -44,3 +44,14 @@ def test_plain_recurrent_td3_reference_runs_and_reports(tmp_path):
                "--hidden", "16", "--head-layers", "16", "--eval-every", "0", "--eval-episodes", "1", "--out", str(out))
     report = json.loads(out.read_text())
     assert report["learning_steps_per_s"] > 0 and len(report["evals"]) >= 1
+
+
+def test_recurrent_throughput_benchmark_prints_a_row_per_variant(tmp_path):
+    out = tmp_path / "recurrent_throughput.json"
+    stdout = run_script("benchmarks/recurrent_throughput.py", "--cells", "gru", "--random-steps", "100", "--steps", "50",
+                        "--reps", "1", "--hidden", "16", "--head-layers", "16", "--seq-len", "8", "--batch-size", "4",
+                        "--threads", "1", "--out", str(out))
+    table = json.loads(out.read_text())["table"]
+    assert set(table) == {"plain_gru", "gru_td3"} and table["gru_td3"]["ratio_median"] > 0
+    rows = [line.split() for line in stdout.splitlines() if line.startswith(("plain_gru ", "gru_td3 "))]
+    assert [row[0] for row in rows] == ["plain_gru", "gru_td3"] and all(float(row[1]) > 0 for row in rows)

@@ -47,6 +47,7 @@ class InputEmbedding(nn.Module):
 def make_recurrent_trunk(input_dims: Mapping[str, int], *, cell: str = "lstm", hidden_size: int = 128,
                          embedding: Mapping[str, int] | None = None, prefix: str = "actor") -> TensorDictSequential:
     """Embeddings of ``input_dims``' keys -> ``{prefix}_input`` -> LSTM/GRU -> ``{prefix}_memory`` [*B, H].
+    The recurrent weights start orthogonal and the biases zero.
 
     Reads the inputs, ``is_init`` and the state ``{prefix}_h`` (and ``{prefix}_c`` for an LSTM) [*B, 1, H];
     writes ``{prefix}_memory`` and the next state as ``("next", "{prefix}_h")`` (``_c``).
@@ -74,6 +75,8 @@ def make_recurrent_trunk(input_dims: Mapping[str, int], *, cell: str = "lstm", h
     else:
         core = GRUModule(input_size=input_size, hidden_size=hidden_size, in_keys=[f"{prefix}_input", h],
                          out_keys=[memory, ("next", h)])
+    for name, param in core.named_parameters():  # as the recurrent agents that learn POMDPs: orthogonal, zero bias
+        torch.nn.init.zeros_(param) if "bias" in name else torch.nn.init.orthogonal_(param)
     return TensorDictSequential(embed, core)
 
 

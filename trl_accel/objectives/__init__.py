@@ -1,4 +1,6 @@
-"""Losses that TorchRL lacks: behaviour cloning with a soft-updated target student."""
+"""Losses that TorchRL lacks: behaviour cloning with a soft-updated target student; TD3 and SAC whose
+bootstrap targets read a replayed sequence once, extended by its last next step."""
 from trl_accel.objectives.bc import BehaviourCloningLoss
+from trl_accel.objectives.sequences import SequenceSACLoss, SequenceTD3Loss, extended_sequence
 
-__all__ = ["BehaviourCloningLoss"]
+__all__ = ["BehaviourCloningLoss", "SequenceSACLoss", "SequenceTD3Loss", "extended_sequence"]

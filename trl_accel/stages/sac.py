@@ -9,6 +9,7 @@ from tensordict.nn import TensorDictModule
 from torchrl.data import TensorSpec
 from torchrl.objectives import SACLoss
 
+from trl_accel.objectives.sequences import SequenceSACLoss
 from trl_accel.stages.actor_critic import needs_loop_over_critics, prepare_actor_critic
 
 
@@ -60,15 +61,18 @@ class SACLearner:
 
         θi' ← τ θi + (1 - τ) θi'
 
-    On a sequence batch, ``mean_batch`` runs over the steps where ``loss_mask`` is True (not the burn-in).
+    On a sequence batch (recurrent critics), ``mean_batch`` runs over the steps where ``loss_mask`` is True
+    (not the burn-in, not the padding), and the loss is :class:`~trl_accel.objectives.SequenceSACLoss`: the
+    target reads the sequence extended by its last next step, once.
     """
 
     def __init__(self, actor: TensorDictModule, critics: list[TensorDictModule], action_spec: TensorSpec,
                  settings: SACSettings, *, compile: bool = False):
         self.settings = settings
-        self.loss = SACLoss(actor, critics, num_qvalue_nets=2, loss_function="l2", action_spec=action_spec,
+        sequences = needs_loop_over_critics(critics)
+        self.loss = (SequenceSACLoss if sequences else SACLoss)(actor, critics, num_qvalue_nets=2, loss_function="l2", action_spec=action_spec,
                             alpha_init=settings.alpha_init, target_entropy=settings.target_entropy,
-                            deactivate_vmap=needs_loop_over_critics(critics))
+                            deactivate_vmap=sequences)
         self.target_updater, self.critic_optimizer, self.actor_optimizer = prepare_actor_critic(
             self.loss, settings.gamma, settings.tau, settings.lr)
         self.alpha_optimizer = torch.optim.Adam([self.loss.log_alpha], lr=settings.alpha_lr)

@@ -11,6 +11,7 @@ from torchrl.envs import ExplorationType
 from torchrl.modules import AdditiveGaussianModule
 from torchrl.objectives import TD3Loss
 
+from trl_accel.objectives.sequences import SequenceTD3Loss
 from trl_accel.stages.actor_critic import needs_loop_over_critics, prepare_actor_critic
 
 
@@ -71,15 +72,18 @@ class TD3Learner:
 
         θi' ← τ θi + (1 - τ) θi',    φ' ← τ φ + (1 - τ) φ'
 
-    On a sequence batch, ``mean_batch`` runs over the steps where ``loss_mask`` is True (not the burn-in).
+    On a sequence batch (recurrent critics), ``mean_batch`` runs over the steps where ``loss_mask`` is True
+    (not the burn-in, not the padding), and the loss is :class:`~trl_accel.objectives.SequenceTD3Loss`: the
+    target networks read the sequence extended by its last next step, once.
     """
 
     def __init__(self, actor: TensorDictModule, critics: list[TensorDictModule], action_spec: TensorSpec,
                  settings: TD3Settings, *, compile: bool = False):
         self.settings = settings
-        self.loss = TD3Loss(actor, critics, action_spec=action_spec, policy_noise=settings.policy_noise,
-                            noise_clip=settings.noise_clip, loss_function="l2",
-                            deactivate_vmap=needs_loop_over_critics(critics))
+        sequences = needs_loop_over_critics(critics)
+        loss_class = SequenceTD3Loss if sequences else TD3Loss
+        self.loss = loss_class(actor, critics, action_spec=action_spec, policy_noise=settings.policy_noise,
+                               noise_clip=settings.noise_clip, loss_function="l2", deactivate_vmap=sequences)
         # The loss runs its *_loss methods under this exploration type: RANDOM is a gradient step's,
         # under which the transformer's dropout acts (TD3's actors are deterministic either way).
         self.loss.deterministic_sampling_mode = ExplorationType.RANDOM

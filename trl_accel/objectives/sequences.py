@@ -1,0 +1,155 @@
+"""TD3 and SAC losses over replayed sequences, for recurrent critics (and actors).
+
+TorchRL's ``TD3Loss`` and ``SACLoss`` compute the bootstrap target by running the networks on the
+``("next", ...)`` half of a sequence as a sequence of its own: the target critics then start their memory
+from zero one step *after* the online critics do, the target actor from the state stored at collection one
+step later, and every recurrent network runs over two sequences where one suffices. The two losses here keep
+TorchRL's parameters, targets, value estimator and loss mask (so optimisers, ``SoftUpdate``, checkpoints and
+the stage-two hand-over see the same objects) and change only how sequences are read:
+
+- the bootstrap side runs once over the **extended sequence** of ``T + 1`` steps (the sequence's first step
+  followed by its ``T`` next steps, :func:`extended_sequence`), so that the memory at step ``t + 1`` of the
+  target networks has seen exactly the history the online memory at step ``t`` has, plus one step;
+- TD3's actor loss runs only the first critic (the one it reads) rather than both.
+
+TorchRL 0.14.1 has no sequence-aware variant of these losses; these are the smallest subclasses that give one.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from tensordict import TensorDict, TensorDictBase
+from tensordict.utils import NestedKey
+from torchrl.envs import ExplorationType, set_exploration_type
+from torchrl.objectives import SACLoss, TD3Loss
+from torchrl.objectives.utils import distance_loss
+
+from trl_accel import keys
+
+
+def extended_sequence(sequences: TensorDictBase, in_keys: Iterable[NestedKey]) -> TensorDictBase:
+    """``[B, T]`` sequences -> ``[B, T + 1]``: step 0 of each sequence, then its ``T`` next steps.
+
+    Reads each of ``in_keys`` at step 0 and ``("next", key)`` at every step (``is_init`` is False after step 0,
+    whatever ``next`` holds). Position ``t + 1`` of the result is the observation that followed step ``t``, so a
+    network run over it yields at ``t + 1`` the value of the successor of step ``t``. Steps padded after a short
+    episode's end repeat its last step, so position ``t + 1`` stays that step's successor.
+
+    >>> import torch
+    >>> from tensordict import TensorDict
+    >>> seq = TensorDict(observation=torch.arange(3.0).view(1, 3, 1),
+    ...                  next=TensorDict(observation=torch.arange(1.0, 4.0).view(1, 3, 1), batch_size=[1, 3]),
+    ...                  batch_size=[1, 3])
+    >>> extended_sequence(seq, ["observation"])["observation"].flatten().tolist()
+    [0.0, 1.0, 2.0, 3.0]
+    """
+    first = sequences[:, :1]
+    following = sequences.get("next")
+    batch, steps = sequences.shape[:2]
+    out = {}
+    for key in dict.fromkeys(in_keys):
+        if key == keys.IS_INIT:  # a sequence is cut from one trajectory: no episode starts after its first step
+            head = first.get(key)
+            out[key] = torch.cat([head, torch.zeros(batch, steps, *head.shape[2:], dtype=head.dtype,
+                                                    device=head.device)], dim=1)
+        elif first.get(key, None) is not None and following.get(key, None) is not None:
+            out[key] = torch.cat([first.get(key), following.get(key)], dim=1)
+    return TensorDict(out, batch_size=[batch, steps + 1], device=sequences.device)
+
+
+def _bootstrap_keys(*modules) -> list[NestedKey]:
+    """The plain (not ``next``) in-keys of ``modules``, without the action."""
+    found = []
+    for module in modules:
+        found += [key for key in module.in_keys
+                  if key != keys.ACTION and not (isinstance(key, tuple) and key[0] == "next")]
+    return list(dict.fromkeys(found))
+
+
+class SequenceTD3Loss(TD3Loss):
+    """``TD3Loss`` on ``[B, T]`` sequences, with the bootstrap target computed over the extended sequence.
+
+    In: what ``TD3Loss`` reads, as ``[B, T]`` sequences (``loss_mask`` [B, T] selects the steps that count).
+    Out: ``value_loss`` and ``actor_loss`` return ``(loss, metadata)`` as ``TD3Loss``'s do.
+
+    With ``ext`` = :func:`extended_sequence` of the batch, ε the clipped smoothing noise and the action box
+    [a_low, a_high]::
+
+        ã_{t+1} = clip(μ_φ'(ext)_{t+1} + ε_t, a_low, a_high)
+        y_t = r_t + γ (1 - terminated_t) min_i Q_θi'(ext, ã)_{t+1}
+        L(θ1, θ2) = mean_{loss_mask} Σ_i (Q_θi(seq, a)_t - y_t)²,    L(φ) = -mean_{loss_mask} Q_θ1(seq, μ_φ(seq))_t
+    """
+
+    def value_loss(self, tensordict: TensorDictBase) -> tuple[torch.Tensor, dict]:
+        tensordict = tensordict.clone(False)
+        action = tensordict.get(self.tensor_keys.action)
+        noise = (torch.randn_like(action) * self.policy_noise).clamp(-self.noise_clip, self.noise_clip)
+        with torch.no_grad():
+            ext = extended_sequence(tensordict, _bootstrap_keys(self.actor_network, self.qvalue_network))
+            with self.target_actor_network_params.to_module(self.actor_network, preserve_module_state=False):
+                ext = self.actor_network(ext)
+            next_action = ext.get(self.tensor_keys.action)[:, 1:]
+            next_action = (next_action + noise).clamp(self.min_action, self.max_action)
+            ext.set(self.tensor_keys.action, torch.cat([ext.get(self.tensor_keys.action)[:, :1], next_action], dim=1))
+            critic_input = ext.select(*self.qvalue_network.in_keys, strict=False)
+            next_q = torch.stack([self._q(critic_input, self.target_qvalue_network_params[i])[:, 1:]
+                                  for i in range(self.num_qvalue_nets)]).min(0)[0]
+        tensordict.set(("next", self.tensor_keys.state_action_value), next_q)
+        critic_input = tensordict.select(*self.qvalue_network.in_keys, strict=False)
+        current_q = torch.stack([self._q(critic_input, self.qvalue_network_params[i]).squeeze(-1)
+                                 for i in range(self.num_qvalue_nets)])
+        target = self.value_estimator.value_estimate(tensordict).squeeze(-1)
+        loss = distance_loss(current_q, target.expand_as(current_q), loss_function=self.loss_function).sum(0)
+        loss = self._reduce_loss(loss, tensordict=tensordict)
+        return loss, {"td_error": (current_q - target).pow(2).detach(), "pred_value": current_q.detach(),
+                      "target_value": target.detach(), "next_state_value": next_q.detach()}
+
+    def actor_loss(self, tensordict: TensorDictBase) -> tuple[torch.Tensor, dict]:
+        actor_input = tensordict.select(*self.actor_network.in_keys, strict=False)
+        with self.actor_network_params.to_module(self.actor_network, preserve_module_state=False):
+            actor_input = self.actor_network(actor_input)
+        critic_input = tensordict.select(*self.qvalue_network.in_keys, strict=False)
+        critic_input.set(self.tensor_keys.action, actor_input.get(self.tensor_keys.action))
+        value = self._q(critic_input, self.qvalue_network_params[0].detach()).squeeze(-1)
+        loss = self._reduce_loss(-value, tensordict=tensordict)
+        return loss, {"state_action_value_actor": value.detach()}
+
+    def _q(self, tensordict: TensorDictBase, params: TensorDictBase) -> torch.Tensor:
+        with params.to_module(self.qvalue_network, preserve_module_state=False):
+            return self.qvalue_network(tensordict.copy()).get(self.tensor_keys.state_action_value)
+
+
+class SequenceSACLoss(SACLoss):
+    """``SACLoss`` on ``[B, T]`` sequences, with the soft bootstrap target computed over the extended sequence.
+
+    In: what ``SACLoss`` reads, as ``[B, T]`` sequences (``loss_mask`` [B, T] selects the steps that count).
+    Out: as ``SACLoss``. The target, with ``ext`` = :func:`extended_sequence` of the batch::
+
+        ã ~ π_φ(·|ext),   y_t = r_t + γ (1 - terminated_t) ( min_i Q_θi'(ext, ã)_{t+1} - α log π_φ(ã|ext)_{t+1} )
+
+    The critic, actor and temperature losses are ``SACLoss``'s own.
+    """
+
+    def _compute_target_v2(self, tensordict: TensorDictBase) -> torch.Tensor:
+        tensordict = tensordict.clone(False)
+        with torch.no_grad():
+            ext = extended_sequence(tensordict, _bootstrap_keys(self.actor_network, self.qvalue_network))
+            with set_exploration_type(ExplorationType.RANDOM), self.actor_network_params.to_module(
+                    self.actor_network, preserve_module_state=False):
+                dist = self.actor_network.get_dist(ext)
+                action = dist.rsample()
+                log_prob = dist.log_prob(action)
+            ext.set(self.tensor_keys.action, action)
+            critic_input = ext.select(*self.qvalue_network.in_keys, strict=False)
+            values = []
+            for i in range(self.num_qvalue_nets):
+                with self.target_qvalue_network_params[i].to_module(self.qvalue_network, preserve_module_state=False):
+                    values.append(self.qvalue_network(critic_input.copy()).get(self.tensor_keys.state_action_value))
+            q = torch.stack(values)[:, :, 1:]                     # [2, B, T, 1]
+            soft = q - self._alpha * log_prob[:, 1:].unsqueeze(-1)
+            tensordict.set(("next", self.value_estimator.tensor_keys.value), soft.min(0)[0])
+            return self.value_estimator.value_estimate(tensordict).squeeze(-1)
+
+
+__all__ = ["SequenceSACLoss", "SequenceTD3Loss", "extended_sequence"]

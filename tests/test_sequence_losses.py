@@ -10,7 +10,7 @@ from torchrl.modules import set_recurrent_mode
 from torchrl.objectives import TD3Loss
 
 from trl_accel.modules.recurrent import make_recurrent_actor, make_twin_recurrent_q_critics
-from trl_accel.objectives import SequenceSACLoss, SequenceTD3Loss
+from trl_accel.objectives import SequenceSACLoss, SequenceTD3Loss, keep_critic_weights, twin_critic_layout
 
 T, OBS, GAMMA = 7, 2, 0.9
 SPEC = Bounded(-2.0, 2.0, shape=(1,))
@@ -38,36 +38,43 @@ def trajectory_batch(seed: int = 0) -> tuple[TensorDict, TensorDict]:
     return sequence, steps
 
 
-def test_td3_target_reads_the_whole_trajectory_and_torchrl_s_does_not():
+@pytest.mark.parametrize("shared_trunk", [False, True])
+def test_td3_target_reads_the_whole_trajectory_and_torchrl_s_does_not(shared_trunk):
     torch.manual_seed(0)
     actor = make_recurrent_actor(OBS, SPEC, **SIZES)
-    critics = make_twin_recurrent_q_critics(OBS, 1, **SIZES)
+    critics = make_twin_recurrent_q_critics(OBS, 1, **SIZES, shared_trunk=shared_trunk)
     sequence, steps = trajectory_batch()
     with torch.no_grad(), set_recurrent_mode(True):
         next_action = actor(steps.clone())["action"]
-        expected = torch.stack([critic(steps.clone().set("action", next_action))["state_action_value"]
-                                for critic in critics]).min(0)[0][:, 1:]
+        values = torch.cat([critic(steps.clone().set("action", next_action))["state_action_value"]
+                            for critic in critics], dim=-1)
+        expected = values.min(-1, keepdim=True)[0][:, 1:]
     losses = {}
     for cls in (SequenceTD3Loss, TD3Loss):
-        loss = cls(actor, critics, action_spec=SPEC, policy_noise=0.0, noise_clip=0.0, loss_function="l2",
-                   deactivate_vmap=True)
+        if shared_trunk and cls is TD3Loss:
+            continue  # TorchRL's loss cannot hold twin heads on one trunk
+        loss = cls(actor, **twin_critic_layout(critics), action_spec=SPEC, policy_noise=0.0, noise_clip=0.0,
+                   loss_function="l2", deactivate_vmap=True)
+        keep_critic_weights(loss, critics)
         loss.make_value_estimator(gamma=GAMMA)
         loss.loss_mask_key = "loss_mask"
         _, metadata = loss.value_loss(sequence.clone())
         losses[cls] = metadata["next_state_value"].reshape(expected.shape)
     torch.testing.assert_close(losses[SequenceTD3Loss], expected)
-    # TorchRL's own loss restarts the target networks' memory at step 1: its targets differ after step 0
-    assert not torch.allclose(losses[TD3Loss], expected, atol=1e-4)
+    if not shared_trunk:  # TorchRL's own loss restarts the target networks' memory at step 1: its targets differ
+        assert not torch.allclose(losses[TD3Loss], expected, atol=1e-4)
 
 
+@pytest.mark.parametrize("shared_trunk", [False, True])
 @pytest.mark.parametrize("cls", [SequenceTD3Loss, SequenceSACLoss])
-def test_sequence_losses_count_only_the_masked_in_steps_and_reach_the_critics(cls):
+def test_sequence_losses_count_only_the_masked_in_steps_and_reach_the_critics(cls, shared_trunk):
     stochastic = cls is SequenceSACLoss
     torch.manual_seed(0)
     actor = make_recurrent_actor(OBS, SPEC, **SIZES, stochastic=stochastic)
-    critics = make_twin_recurrent_q_critics(OBS, 1, **SIZES)
-    kwargs = {"num_qvalue_nets": 2} if stochastic else {"policy_noise": 0.0, "noise_clip": 0.0}
-    loss = cls(actor, critics, action_spec=SPEC, loss_function="l2", deactivate_vmap=True, **kwargs)
+    critics = make_twin_recurrent_q_critics(OBS, 1, **SIZES, shared_trunk=shared_trunk)
+    kwargs = {} if stochastic else {"policy_noise": 0.0, "noise_clip": 0.0}
+    loss = cls(actor, **twin_critic_layout(critics), action_spec=SPEC, loss_function="l2", deactivate_vmap=True,
+               **kwargs)
     loss.make_value_estimator(gamma=GAMMA)
     loss.loss_mask_key = "loss_mask"
     sequence, _ = trajectory_batch()

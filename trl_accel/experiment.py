@@ -92,7 +92,8 @@ class Agents:
             network = {"cell": acc.type, "hidden_size": acc.hidden_size, "hidden_sizes": hidden_sizes,
                        "inputs": list(acc.inputs), "embedding": dict(acc.embedding or {})}
             self.accelerator = make_recurrent_actor(obs_dim, action_spec, **network, stochastic=stochastic)
-            self.critics = make_twin_recurrent_q_critics(obs_dim, action_dim, **network)
+            self.critics = make_twin_recurrent_q_critics(obs_dim, action_dim, **network,
+                                                         shared_trunk=bool(acc.shared_critic_trunk))
             self.sequences = SequenceSettings(acc.seq_len, acc.burn_in, acc.start_state,
                                               tuple(recurrent_state_keys(self.accelerator)))
             self.previous = bool({keys.PREV_ACTION, keys.PREV_REWARD} & set(acc.inputs))

@@ -91,7 +91,7 @@ class EnvConfig:
 @dataclass
 class AcceleratorConfig:
     """``accelerator`` group: ``mlp`` (``hidden_sizes``), or ``lstm``/``gru`` (also ``hidden_size``, ``inputs``,
-    ``embedding``, ``seq_len``, ``burn_in``, ``start_state``)."""
+    ``embedding``, ``seq_len``, ``burn_in``, ``start_state``, ``shared_critic_trunk``)."""
 
     type: str = bounded("mlp", choices=("mlp", "lstm", "gru"))
     hidden_sizes: List[int] = bounded(low=1, factory=lambda: [256, 256])
@@ -101,6 +101,7 @@ class AcceleratorConfig:
     seq_len: Optional[int] = bounded(None, low=2)
     burn_in: Optional[int] = bounded(None, low=0)
     start_state: Optional[str] = bounded(None, choices=("stored", "zero"))
+    shared_critic_trunk: Optional[bool] = None  # recurrent: the twin critics' heads share one recurrent trunk
     batch_size: Optional[int] = bounded(None, low=1)  # sequences per update (recurrent); null = algo.batch_size
 
 

@@ -119,12 +119,25 @@ def make_recurrent_actor(obs_dim: int, action_spec: TensorSpec, *, cell: str = "
     return action_head(body, action_spec, stochastic=stochastic)
 
 
+class TwinHeads(nn.Module):
+    """Two independent MLP heads on the same inputs: ``(*inputs) -> [*B, 2]`` (Q1, Q2)."""
+
+    def __init__(self, in_features: int, hidden_sizes: Sequence[int]):
+        super().__init__()
+        self.heads = nn.ModuleList(MLP(in_features=in_features, out_features=1, num_cells=list(hidden_sizes),
+                                       activation_class=nn.ReLU) for _ in range(2))
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return torch.cat([head(*inputs) for head in self.heads], dim=-1)
+
+
 def make_recurrent_q_critic(obs_dim: int, action_dim: int, *, cell: str = "lstm", hidden_size: int = 128,
                             hidden_sizes: Sequence[int] = (128, 128),
                             inputs: Sequence[str] = (keys.OBSERVATION, keys.PREV_ACTION, keys.PREV_REWARD),
-                            embedding: Mapping[str, int] | None = None) -> TensorDictSequential:
+                            embedding: Mapping[str, int] | None = None, twin_heads: bool = False) -> TensorDictSequential:
     """One recurrent Q network: embedded inputs -> LSTM/GRU (from a zero state at each sequence's start)
-    -> MLP on (memory, observation, action) -> ``state_action_value`` [*B, T, 1].
+    -> MLP on (memory, observation, action) -> ``state_action_value`` [*B, T, 1]; ``twin_heads=True``: two
+    MLP heads on the one recurrent trunk -> ``state_action_value`` [*B, T, 2] (Q1, Q2).
 
     >>> import torch
     >>> from tensordict import TensorDict
@@ -141,20 +154,27 @@ def make_recurrent_q_critic(obs_dim: int, action_dim: int, *, cell: str = "lstm"
     """
     trunk = make_recurrent_trunk(input_dims(obs_dim, action_dim, inputs), cell=cell, hidden_size=hidden_size,
                                  embedding=embedding, prefix="critic")
-    head = MLP(in_features=hidden_size + obs_dim + action_dim, out_features=1, num_cells=list(hidden_sizes),
-               activation_class=nn.ReLU)
+    in_features = hidden_size + obs_dim + action_dim
+    head = (TwinHeads(in_features, hidden_sizes) if twin_heads else
+            MLP(in_features=in_features, out_features=1, num_cells=list(hidden_sizes), activation_class=nn.ReLU))
     return TensorDictSequential(trunk, ValueOperator(head, in_keys=[keys.CRITIC_MEMORY, keys.OBSERVATION, keys.ACTION],
                                                      out_keys=[keys.STATE_ACTION_VALUE]))
 
 
-def make_twin_recurrent_q_critics(obs_dim: int, action_dim: int, **kwargs) -> list[TensorDictSequential]:
-    """Two independently initialised recurrent Q networks, each with its own recurrent trunk (``kwargs``: those of
-    :func:`make_recurrent_q_critic`).
+def make_twin_recurrent_q_critics(obs_dim: int, action_dim: int, *, shared_trunk: bool = False,
+                                  **kwargs) -> list[TensorDictSequential]:
+    """The twin Q functions: two independently initialised recurrent Q networks, each with its own recurrent
+    trunk, or (``shared_trunk=True``) one network whose two heads share a recurrent trunk and write
+    ``state_action_value`` [*B, T, 2] (``kwargs``: those of :func:`make_recurrent_q_critic`).
 
     >>> q1, q2 = make_twin_recurrent_q_critics(3, 1, cell="gru", hidden_size=4, hidden_sizes=(8,))
     >>> q1 is not q2, q1.in_keys == q2.in_keys
     (True, True)
+    >>> len(make_twin_recurrent_q_critics(3, 1, cell="gru", hidden_size=4, hidden_sizes=(8,), shared_trunk=True))
+    1
     """
+    if shared_trunk:
+        return [make_recurrent_q_critic(obs_dim, action_dim, **kwargs, twin_heads=True)]
     return [make_recurrent_q_critic(obs_dim, action_dim, **kwargs) for _ in range(2)]
 
 
@@ -212,6 +232,6 @@ def is_recurrent(module: nn.Module) -> bool:
     return any(isinstance(m, (LSTMModule, GRUModule)) for m in module.modules())
 
 
-__all__ = ["CELLS", "InputEmbedding", "RECURRENT_INPUTS", "is_recurrent", "make_lstm_actor", "make_recurrent_actor",
+__all__ = ["CELLS", "InputEmbedding", "TwinHeads", "RECURRENT_INPUTS", "is_recurrent", "make_lstm_actor", "make_recurrent_actor",
            "make_recurrent_q_critic", "make_recurrent_trunk", "make_twin_lstm_q_critics", "make_twin_recurrent_q_critics",
            "recurrent_state_keys", "recurrent_state_primer"]

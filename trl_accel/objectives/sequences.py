@@ -10,7 +10,9 @@ the stage-two hand-over see the same objects) and change only how sequences are 
 - the bootstrap side runs once over the **extended sequence** of ``T + 1`` steps (the sequence's first step
   followed by its ``T`` next steps, :func:`extended_sequence`), so that the memory at step ``t + 1`` of the
   target networks has seen exactly the history the online memory at step ``t`` has, plus one step;
-- TD3's actor loss runs only the first critic (the one it reads) rather than both.
+- TD3's actor loss runs only the first critic (the one it reads) rather than both;
+- the twin critics may be one network whose two heads share a recurrent trunk (``num_qvalue_nets=1``, values
+  [*B, 2]), which TorchRL's losses cannot hold.
 
 TorchRL 0.14.1 has no sequence-aware variant of these losses; these are the smallest subclasses that give one.
 """
@@ -23,6 +25,7 @@ from tensordict import TensorDict, TensorDictBase
 from tensordict.utils import NestedKey
 from torchrl.envs import ExplorationType, set_exploration_type
 from torchrl.objectives import SACLoss, TD3Loss
+from torchrl.objectives.sac import compute_rsample_log_prob
 from torchrl.objectives.utils import distance_loss
 
 from trl_accel import keys
@@ -67,11 +70,44 @@ def _bootstrap_keys(*modules) -> list[NestedKey]:
     return list(dict.fromkeys(found))
 
 
-class SequenceTD3Loss(TD3Loss):
+class SequenceCritics:
+    """What both sequence losses share: the twin values of the critics' parameter sets, whether they are two
+    networks of one value each (TorchRL's layout) or one network whose heads share a trunk and give both."""
+
+    def _values(self, tensordict: TensorDictBase, params: TensorDictBase) -> torch.Tensor:
+        """The critics with each of the stacked ``params`` on ``tensordict`` [B, T] -> values [Q, B, T]."""
+        values = []
+        for i in range(params.shape[0]):
+            with params[i].to_module(self.qvalue_network, preserve_module_state=False):
+                values.append(self.qvalue_network(tensordict.copy()).get(self.tensor_keys.state_action_value))
+        return torch.cat(values, dim=-1).movedim(-1, 0)
+
+
+def twin_critic_layout(critics: list) -> dict:
+    """The keyword arguments that give a loss ``critics``: two networks, or one with two heads (follow with
+    :func:`keep_critic_weights`: TorchRL's losses re-initialise a single network's weights)."""
+    if len(critics) == 1:
+        return {"qvalue_network": critics[0], "num_qvalue_nets": 1}
+    return {"qvalue_network": list(critics), "num_qvalue_nets": len(critics)}
+
+
+@torch.no_grad()
+def keep_critic_weights(loss, critics: list) -> None:
+    """Give ``loss`` (and its target) the weights of a single twin-headed critic, which TorchRL's losses
+    re-initialise when they hold one network; two networks keep theirs already."""
+    if len(critics) != 1:
+        return
+    weights = TensorDict.from_module(critics[0]).data
+    for params in (loss.qvalue_network_params, loss.target_qvalue_network_params):
+        params.data[0].update_(weights)
+
+
+class SequenceTD3Loss(SequenceCritics, TD3Loss):
     """``TD3Loss`` on ``[B, T]`` sequences, with the bootstrap target computed over the extended sequence.
 
     In: what ``TD3Loss`` reads, as ``[B, T]`` sequences (``loss_mask`` [B, T] selects the steps that count).
-    Out: ``value_loss`` and ``actor_loss`` return ``(loss, metadata)`` as ``TD3Loss``'s do.
+    Out: ``value_loss`` and ``actor_loss`` return ``(loss, metadata)`` as ``TD3Loss``'s do. The critics are
+    two networks (``num_qvalue_nets=2``) or one with twin heads (``num_qvalue_nets=1``, values [*B, 2]).
 
     With ``ext`` = :func:`extended_sequence` of the batch, ε the clipped smoothing noise and the action box
     [a_low, a_high]::
@@ -93,12 +129,10 @@ class SequenceTD3Loss(TD3Loss):
             next_action = (next_action + noise).clamp(self.min_action, self.max_action)
             ext.set(self.tensor_keys.action, torch.cat([ext.get(self.tensor_keys.action)[:, :1], next_action], dim=1))
             critic_input = ext.select(*self.qvalue_network.in_keys, strict=False)
-            next_q = torch.stack([self._q(critic_input, self.target_qvalue_network_params[i])[:, 1:]
-                                  for i in range(self.num_qvalue_nets)]).min(0)[0]
-        tensordict.set(("next", self.tensor_keys.state_action_value), next_q)
-        critic_input = tensordict.select(*self.qvalue_network.in_keys, strict=False)
-        current_q = torch.stack([self._q(critic_input, self.qvalue_network_params[i]).squeeze(-1)
-                                 for i in range(self.num_qvalue_nets)])
+            next_q = self._values(critic_input, self.target_qvalue_network_params)[:, :, 1:].min(0)[0]
+        tensordict.set(("next", self.tensor_keys.state_action_value), next_q.unsqueeze(-1))
+        current_q = self._values(tensordict.select(*self.qvalue_network.in_keys, strict=False),
+                                 self.qvalue_network_params)
         target = self.value_estimator.value_estimate(tensordict).squeeze(-1)
         loss = distance_loss(current_q, target.expand_as(current_q), loss_function=self.loss_function).sum(0)
         loss = self._reduce_loss(loss, tensordict=tensordict)
@@ -111,24 +145,24 @@ class SequenceTD3Loss(TD3Loss):
             actor_input = self.actor_network(actor_input)
         critic_input = tensordict.select(*self.qvalue_network.in_keys, strict=False)
         critic_input.set(self.tensor_keys.action, actor_input.get(self.tensor_keys.action))
-        value = self._q(critic_input, self.qvalue_network_params[0].detach()).squeeze(-1)
+        # the first critic only: the first parameter set (its first head when the heads share a trunk)
+        value = self._values(critic_input, self.qvalue_network_params[:1].detach())[0]
         loss = self._reduce_loss(-value, tensordict=tensordict)
         return loss, {"state_action_value_actor": value.detach()}
 
-    def _q(self, tensordict: TensorDictBase, params: TensorDictBase) -> torch.Tensor:
-        with params.to_module(self.qvalue_network, preserve_module_state=False):
-            return self.qvalue_network(tensordict.copy()).get(self.tensor_keys.state_action_value)
 
-
-class SequenceSACLoss(SACLoss):
+class SequenceSACLoss(SequenceCritics, SACLoss):
     """``SACLoss`` on ``[B, T]`` sequences, with the soft bootstrap target computed over the extended sequence.
 
     In: what ``SACLoss`` reads, as ``[B, T]`` sequences (``loss_mask`` [B, T] selects the steps that count).
-    Out: as ``SACLoss``. The target, with ``ext`` = :func:`extended_sequence` of the batch::
+    Out: as ``SACLoss``. The critics are two networks or one with twin heads, as for :class:`SequenceTD3Loss`.
+    With ``ext`` = :func:`extended_sequence` of the batch::
 
         ã ~ π_φ(·|ext),   y_t = r_t + γ (1 - terminated_t) ( min_i Q_θi'(ext, ã)_{t+1} - α log π_φ(ã|ext)_{t+1} )
+        L(θ1, θ2) = mean_{loss_mask} Σ_i (Q_θi(seq, a)_t - y_t)²
+        â ~ π_φ(·|seq),   L(φ) = mean_{loss_mask} ( α log π_φ(â|seq)_t - min_i Q_θi(seq, â)_t )
 
-    The critic, actor and temperature losses are ``SACLoss``'s own.
+    The temperature loss is ``SACLoss``'s own.
     """
 
     def _compute_target_v2(self, tensordict: TensorDictBase) -> torch.Tensor:
@@ -137,19 +171,30 @@ class SequenceSACLoss(SACLoss):
             ext = extended_sequence(tensordict, _bootstrap_keys(self.actor_network, self.qvalue_network))
             with set_exploration_type(ExplorationType.RANDOM), self.actor_network_params.to_module(
                     self.actor_network, preserve_module_state=False):
-                dist = self.actor_network.get_dist(ext)
-                action = dist.rsample()
-                log_prob = dist.log_prob(action)
+                action, log_prob = compute_rsample_log_prob(self.actor_network.get_dist(ext))
             ext.set(self.tensor_keys.action, action)
-            critic_input = ext.select(*self.qvalue_network.in_keys, strict=False)
-            values = []
-            for i in range(self.num_qvalue_nets):
-                with self.target_qvalue_network_params[i].to_module(self.qvalue_network, preserve_module_state=False):
-                    values.append(self.qvalue_network(critic_input.copy()).get(self.tensor_keys.state_action_value))
-            q = torch.stack(values)[:, :, 1:]                     # [2, B, T, 1]
-            soft = q - self._alpha * log_prob[:, 1:].unsqueeze(-1)
-            tensordict.set(("next", self.value_estimator.tensor_keys.value), soft.min(0)[0])
+            q = self._values(ext.select(*self.qvalue_network.in_keys, strict=False),
+                             self.target_qvalue_network_params)[:, :, 1:]
+            soft = q.min(0)[0] - self._alpha * log_prob[:, 1:]
+            tensordict.set(("next", self.value_estimator.tensor_keys.value), soft.unsqueeze(-1))
             return self.value_estimator.value_estimate(tensordict).squeeze(-1)
 
+    def qvalue_v2_loss(self, tensordict: TensorDictBase) -> tuple[torch.Tensor, dict]:
+        target = self._compute_target_v2(tensordict)
+        pred = self._values(tensordict.select(*self.qvalue_network.in_keys, strict=False), self.qvalue_network_params)
+        loss = distance_loss(pred, target.expand_as(pred), loss_function=self.loss_function).sum(0)
+        loss = self._reduce_loss(loss, tensordict=tensordict)
+        return loss, {"td_error": (pred - target).abs().detach().max(0)[0]}
 
-__all__ = ["SequenceSACLoss", "SequenceTD3Loss", "extended_sequence"]
+    def actor_loss(self, tensordict: TensorDictBase) -> tuple[torch.Tensor, dict]:
+        with set_exploration_type(ExplorationType.RANDOM), self.actor_network_params.to_module(
+                self.actor_network, preserve_module_state=False):
+            action, log_prob = compute_rsample_log_prob(self.actor_network.get_dist(tensordict))
+        critic_input = tensordict.select(*self.qvalue_network.in_keys, strict=False)
+        critic_input.set(self.tensor_keys.action, action)
+        min_q = self._values(critic_input, self._cached_detached_qvalue_params).min(0)[0]
+        loss = self._reduce_loss(self._alpha * log_prob - min_q, tensordict=tensordict)
+        return loss, {"log_prob": log_prob.detach()}
+
+
+__all__ = ["SequenceSACLoss", "SequenceTD3Loss", "extended_sequence", "keep_critic_weights", "twin_critic_layout"]

@@ -38,9 +38,9 @@ def frozen_first_critic(loss: LossModule) -> CriticValue:
         with params.to_module(critic):
             if recurrent:
                 with set_recurrent_mode(True):
-                    return critic(window_as_sequence(pairs, action)).get(keys.STATE_ACTION_VALUE)[:, -1]
+                    return critic(window_as_sequence(pairs, action)).get(keys.STATE_ACTION_VALUE)[:, -1, :1]
             critic_in = pairs.select(*(key for key in critic.in_keys if key != keys.ACTION), strict=False)
             critic_in.set(keys.ACTION, action)
-            return critic(critic_in).get(keys.STATE_ACTION_VALUE)
+            return critic(critic_in).get(keys.STATE_ACTION_VALUE)[..., :1]  # Q1 of twin heads on a shared trunk
 
     return value

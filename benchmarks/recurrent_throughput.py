@@ -1,8 +1,8 @@
 """Throughput of the recurrent accelerator, CPU: env-steps/s of the learning phase of the recipe's recurrent TD3
 (`mode=accelerator_only accelerator=lstm|gru` on velocity-masked Pendulum) side by side with the plain
-single-file PyTorch recurrent TD3 loop (`plain_recurrent_td3.py`) with the same sizes (one recurrent trunk per
-critic, as the recipe builds them; sequences of `--seq-len`, `--batch-size` of them per update, one update per
-env step) and the same number of threads. Each variant runs in its own process, in turn, `--reps` times; the
+single-file PyTorch recurrent TD3 loop (`plain_recurrent_td3.py`) with the same sizes (the twin critics
+sharing one recurrent trunk, or `--no-shared-critic-trunk` one each, in both; sequences of `--seq-len`,
+`--batch-size` of them per update, one update per env step) and the same number of threads. Each variant runs in its own process, in turn, `--reps` times; the
 ratio is taken pair by pair within a repetition and the median reported. One row per variant:
 `<variant> <steps/s> <ratio>`.
 
@@ -25,7 +25,8 @@ COMMON = ["device=cpu", "quiet=true", "eval.every=0", "eval.episodes=1", "checkp
 
 def plain_command(cell: str, args: argparse.Namespace, result: Path) -> list[str]:
     return [sys.executable, str(ROOT / "benchmarks" / "plain_recurrent_td3.py"), "--env", "Pendulum-v1",
-            "--mask-velocity", "--cell", cell, "--no-shared-critic-trunk", "--hidden", str(args.hidden),
+            "--mask-velocity", "--cell", cell,
+            "--shared-critic-trunk" if args.shared_critic_trunk else "--no-shared-critic-trunk", "--hidden", str(args.hidden),
             "--head-layers", *map(str, args.head_layers), "--seq-len", str(args.seq_len),
             "--batch-size", str(args.batch_size), "--total-steps", str(args.random_steps + args.steps),
             "--learning-starts", str(args.random_steps), "--eval-every", "0", "--eval-episodes", "0",
@@ -38,6 +39,7 @@ def recipe_command(cell: str, args: argparse.Namespace, run_dir: Path) -> list[s
             "mode=accelerator_only", *COMMON, f"stage1.random_steps={args.random_steps}", f"stage1.steps={args.steps}",
             "stage2.steps=0", f"accelerator.hidden_size={args.hidden}", f"accelerator.hidden_sizes=[{heads}]",
             f"accelerator.seq_len={args.seq_len}", f"accelerator.batch_size={args.batch_size}",
+            f"accelerator.shared_critic_trunk={str(args.shared_critic_trunk).lower()}",
             f"hydra.run.dir={run_dir}"]
 
 
@@ -62,6 +64,8 @@ def main() -> None:
     parser.add_argument("--head-layers", type=int, nargs="+", default=[128, 128])
     parser.add_argument("--seq-len", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=32, help="sequences per update")
+    parser.add_argument("--shared-critic-trunk", action=argparse.BooleanOptionalAction, default=True,
+                        help="the twin critics share one recurrent trunk (both variants)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads of every variant")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "recurrent_throughput.json")
     args = parser.parse_args()

@@ -37,7 +37,7 @@ from trl_accel.modules import (
     recurrent_state_primer,
     stochastic_action_head,
 )
-from trl_accel.objectives import BehaviourCloningLoss
+from trl_accel.objectives import BehaviourCloningLoss, SequenceSACLoss, SequenceTD3Loss
 from trl_accel.stages import (
     BehaviourCloner,
     SACLearner,
@@ -69,7 +69,9 @@ __all__ = [
     "PixelEncoder",
     "SACLearner",
     "SACSettings",
+    "SequenceSACLoss",
     "SequenceSettings",
+    "SequenceTD3Loss",
     "SwitchCriterion",
     "TD3Learner",
     "TD3Settings",

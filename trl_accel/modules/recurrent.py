@@ -5,13 +5,13 @@ or ``GRUModule``, as the recurrent off-policy agents that learn POMDPs build the
   the previous reward (:class:`~trl_accel.envs.PreviousActionReward` writes the latter two, zeros at an
   episode's start), each through its own small embedding (Linear + ReLU), concatenated.
 - The heads read the memory together with the current observation (and, for a critic, the action).
-- Actor and critics have separate recurrent networks; each of the twin critics has its own.
+- Actor and critics have separate recurrent networks; the twin critics' Q heads share one recurrent trunk
+  (``shared_trunk=True``, one network writing both values) or each critic has its own.
 - The actor's recurrent state travels in the TensorDict during collection (created at reset by
   :func:`recurrent_state_primer`, zeroed on ``is_init`` by the module) and is stored with each step, so a
   sampled sequence may start from it (``accelerator.start_state=stored``) or from zero. The critics always
-  start a sequence from zero; burn-in steps (masked out of the loss) give them history. Losses enter
-  ``set_recurrent_mode(True)`` themselves, and need ``deactivate_vmap=True`` (the modules split sequences
-  at ``is_init``, which ``torch.vmap`` cannot trace).
+  start a sequence from zero; burn-in steps (masked out of the loss) give them history. The losses are
+  :class:`~trl_accel.objectives.SequenceTD3Loss` and :class:`~trl_accel.objectives.SequenceSACLoss`.
 """
 from __future__ import annotations
 

@@ -2,8 +2,9 @@
 (`mode=accelerator_only accelerator=lstm|gru` on velocity-masked Pendulum) side by side with the plain
 single-file PyTorch recurrent TD3 loop (`plain_recurrent_td3.py`) with the same sizes (the twin critics
 sharing one recurrent trunk, or `--no-shared-critic-trunk` one each, in both; sequences of `--seq-len`,
-`--batch-size` of them per update, one update per env step) and the same number of threads. Each variant runs in its own process, in turn, `--reps` times; the
-ratio is taken pair by pair within a repetition and the median reported. One row per variant:
+`--batch-size` of them per update, one update per env step) and the same number of threads. Each variant
+runs in its own process, in turn, `--reps` times; the ratio is taken pair by pair within a repetition and
+the median reported. One row per variant:
 `<variant> <steps/s> <ratio>`.
 
     .venv/bin/python benchmarks/recurrent_throughput.py --cells lstm gru --random-steps 1000 --steps 1000 --reps 2

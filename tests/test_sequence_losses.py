@@ -9,8 +9,15 @@ from torchrl.data import Bounded
 from torchrl.modules import set_recurrent_mode
 from torchrl.objectives import TD3Loss
 
-from trl_accel.modules.recurrent import make_recurrent_actor, make_twin_recurrent_q_critics
-from trl_accel.objectives import SequenceSACLoss, SequenceTD3Loss, keep_critic_weights, twin_critic_layout
+from trl_accel.modules.recurrent import (
+    make_recurrent_actor,
+    make_twin_recurrent_q_critics,
+)
+from trl_accel.objectives import (
+    SequenceSACLoss,
+    SequenceTD3Loss,
+    make_actor_critic_loss,
+)
 
 T, OBS, GAMMA = 7, 2, 0.9
 SPEC = Bounded(-2.0, 2.0, shape=(1,))
@@ -53,9 +60,8 @@ def test_td3_target_reads_the_whole_trajectory_and_torchrl_s_does_not(shared_tru
     for cls in (SequenceTD3Loss, TD3Loss):
         if shared_trunk and cls is TD3Loss:
             continue  # TorchRL's loss cannot hold twin heads on one trunk
-        loss = cls(actor, **twin_critic_layout(critics), action_spec=SPEC, policy_noise=0.0, noise_clip=0.0,
-                   loss_function="l2", deactivate_vmap=True)
-        keep_critic_weights(loss, critics)
+        loss = make_actor_critic_loss(cls, actor, critics, action_spec=SPEC, policy_noise=0.0, noise_clip=0.0,
+                                      loss_function="l2", deactivate_vmap=True)
         loss.make_value_estimator(gamma=GAMMA)
         loss.loss_mask_key = "loss_mask"
         _, metadata = loss.value_loss(sequence.clone())
@@ -73,8 +79,8 @@ def test_sequence_losses_count_only_the_masked_in_steps_and_reach_the_critics(cl
     actor = make_recurrent_actor(OBS, SPEC, **SIZES, stochastic=stochastic)
     critics = make_twin_recurrent_q_critics(OBS, 1, **SIZES, shared_trunk=shared_trunk)
     kwargs = {} if stochastic else {"policy_noise": 0.0, "noise_clip": 0.0}
-    loss = cls(actor, **twin_critic_layout(critics), action_spec=SPEC, loss_function="l2", deactivate_vmap=True,
-               **kwargs)
+    loss = make_actor_critic_loss(cls, actor, critics, action_spec=SPEC, loss_function="l2", deactivate_vmap=True,
+                                  **kwargs)
     loss.make_value_estimator(gamma=GAMMA)
     loss.loss_mask_key = "loss_mask"
     sequence, _ = trajectory_batch()

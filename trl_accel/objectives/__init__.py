@@ -1,8 +1,12 @@
 """Losses that TorchRL lacks: behaviour cloning with a soft-updated target student; TD3 and SAC whose
 bootstrap targets read a replayed sequence once, extended by its last next step."""
 from trl_accel.objectives.bc import BehaviourCloningLoss
-from trl_accel.objectives.sequences import (SequenceSACLoss, SequenceTD3Loss, extended_sequence, keep_critic_weights,
-                                           twin_critic_layout)
+from trl_accel.objectives.sequences import (
+           SequenceSACLoss,
+           SequenceTD3Loss,
+           extended_sequence,
+           make_actor_critic_loss,
+)
 
-__all__ = ["BehaviourCloningLoss", "SequenceSACLoss", "SequenceTD3Loss", "extended_sequence", "keep_critic_weights",
-           "twin_critic_layout"]
+__all__ = ["BehaviourCloningLoss", "SequenceSACLoss", "SequenceTD3Loss", "extended_sequence",
+           "make_actor_critic_loss"]

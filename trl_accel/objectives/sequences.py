@@ -47,17 +47,18 @@ def extended_sequence(sequences: TensorDictBase, in_keys: Iterable[NestedKey]) -
     >>> extended_sequence(seq, ["observation"])["observation"].flatten().tolist()
     [0.0, 1.0, 2.0, 3.0]
     """
-    first = sequences[:, :1]
     following = sequences.get("next")
     batch, steps = sequences.shape[:2]
     out = {}
     for key in dict.fromkeys(in_keys):
         if key == keys.IS_INIT:  # a sequence is cut from one trajectory: no episode starts after its first step
-            head = first.get(key)
+            head = sequences.get(key)[:, :1]
             out[key] = torch.cat([head, torch.zeros(batch, steps, *head.shape[2:], dtype=head.dtype,
                                                     device=head.device)], dim=1)
-        elif first.get(key, None) is not None and following.get(key, None) is not None:
-            out[key] = torch.cat([first.get(key), following.get(key)], dim=1)
+            continue
+        current, successors = sequences.get(key, None), following.get(key, None)
+        if current is not None and successors is not None:
+            out[key] = torch.cat([current[:, :1], successors], dim=1)
     return TensorDict(out, batch_size=[batch, steps + 1], device=sequences.device)
 
 
@@ -83,23 +84,18 @@ class SequenceCritics:
         return torch.cat(values, dim=-1).movedim(-1, 0)
 
 
-def twin_critic_layout(critics: list) -> dict:
-    """The keyword arguments that give a loss ``critics``: two networks, or one with two heads (follow with
-    :func:`keep_critic_weights`: TorchRL's losses re-initialise a single network's weights)."""
-    if len(critics) == 1:
-        return {"qvalue_network": critics[0], "num_qvalue_nets": 1}
-    return {"qvalue_network": list(critics), "num_qvalue_nets": len(critics)}
-
-
-@torch.no_grad()
-def keep_critic_weights(loss, critics: list) -> None:
-    """Give ``loss`` (and its target) the weights of a single twin-headed critic, which TorchRL's losses
-    re-initialise when they hold one network; two networks keep theirs already."""
+def make_actor_critic_loss(loss_class: type, actor, critics: list, **kwargs):
+    """``loss_class(actor, critics, **kwargs)`` holding ``critics`` as given: two networks (TorchRL's layout), or
+    one network whose twin heads share a trunk (``num_qvalue_nets=1``, values [*B, 2]), whose weights are
+    copied back into the loss and its target (TorchRL's losses re-initialise a single network they expand)."""
     if len(critics) != 1:
-        return
+        return loss_class(actor, list(critics), num_qvalue_nets=len(critics), **kwargs)
+    loss = loss_class(actor, critics[0], num_qvalue_nets=1, **kwargs)
     weights = TensorDict.from_module(critics[0]).data
-    for params in (loss.qvalue_network_params, loss.target_qvalue_network_params):
-        params.data[0].update_(weights)
+    with torch.no_grad():
+        for params in (loss.qvalue_network_params, loss.target_qvalue_network_params):
+            params.data[0].update_(weights)
+    return loss
 
 
 class SequenceTD3Loss(SequenceCritics, TD3Loss):
@@ -197,4 +193,4 @@ class SequenceSACLoss(SequenceCritics, SACLoss):
         return loss, {"log_prob": log_prob.detach()}
 
 
-__all__ = ["SequenceSACLoss", "SequenceTD3Loss", "extended_sequence", "keep_critic_weights", "twin_critic_layout"]
+__all__ = ["SequenceSACLoss", "SequenceTD3Loss", "extended_sequence", "make_actor_critic_loss"]

@@ -9,7 +9,7 @@ from tensordict.nn import TensorDictModule
 from torchrl.data import TensorSpec
 from torchrl.objectives import SACLoss
 
-from trl_accel.objectives.sequences import SequenceSACLoss, keep_critic_weights, twin_critic_layout
+from trl_accel.objectives.sequences import SequenceSACLoss, make_actor_critic_loss
 from trl_accel.stages.actor_critic import needs_loop_over_critics, prepare_actor_critic
 
 
@@ -70,10 +70,9 @@ class SACLearner:
                  settings: SACSettings, *, compile: bool = False):
         self.settings = settings
         sequences = needs_loop_over_critics(critics)
-        self.loss = (SequenceSACLoss if sequences else SACLoss)(
-            actor, **twin_critic_layout(critics), loss_function="l2", action_spec=action_spec,
+        self.loss = make_actor_critic_loss(
+            SequenceSACLoss if sequences else SACLoss, actor, critics, loss_function="l2", action_spec=action_spec,
             alpha_init=settings.alpha_init, target_entropy=settings.target_entropy, deactivate_vmap=sequences)
-        keep_critic_weights(self.loss, critics)
         self.target_updater, self.critic_optimizer, self.actor_optimizer = prepare_actor_critic(
             self.loss, settings.gamma, settings.tau, settings.lr)
         self.alpha_optimizer = torch.optim.Adam([self.loss.log_alpha], lr=settings.alpha_lr)

@@ -11,7 +11,7 @@ from torchrl.envs import ExplorationType
 from torchrl.modules import AdditiveGaussianModule
 from torchrl.objectives import TD3Loss
 
-from trl_accel.objectives.sequences import SequenceTD3Loss, keep_critic_weights, twin_critic_layout
+from trl_accel.objectives.sequences import SequenceTD3Loss, make_actor_critic_loss
 from trl_accel.stages.actor_critic import needs_loop_over_critics, prepare_actor_critic
 
 
@@ -81,14 +81,12 @@ class TD3Learner:
                  settings: TD3Settings, *, compile: bool = False):
         self.settings = settings
         sequences = needs_loop_over_critics(critics)
-        loss_class = SequenceTD3Loss if sequences else TD3Loss
-        self.loss = loss_class(actor, **twin_critic_layout(critics), action_spec=action_spec,
-                               policy_noise=settings.policy_noise, noise_clip=settings.noise_clip, loss_function="l2",
-                               deactivate_vmap=sequences)
+        self.loss = make_actor_critic_loss(SequenceTD3Loss if sequences else TD3Loss, actor, critics,
+                                           action_spec=action_spec, policy_noise=settings.policy_noise,
+                                           noise_clip=settings.noise_clip, loss_function="l2", deactivate_vmap=sequences)
         # The loss runs its *_loss methods under this exploration type: RANDOM is a gradient step's,
         # under which the transformer's dropout acts (TD3's actors are deterministic either way).
         self.loss.deterministic_sampling_mode = ExplorationType.RANDOM
-        keep_critic_weights(self.loss, critics)
         self.target_updater, self.critic_optimizer, self.actor_optimizer = prepare_actor_critic(
             self.loss, settings.gamma, settings.tau, settings.lr)
         self.num_updates = 0

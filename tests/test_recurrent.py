@@ -92,3 +92,47 @@ def test_lstm_td3_update_ignores_burn_in_steps():
     poisoned_loss, _ = learner.loss.value_loss(poisoned)
     torch.testing.assert_close(loss, poisoned_loss)
     assert "loss_qvalue" in learner.update(sequences)
+
+
+def test_recurrent_cores_match_torchrl_modules_over_a_sequence():
+    # LSTMCore / GRUCore write a sequence's next state with one allocation; values and gradients are TorchRL's.
+    from tensordict import TensorDict
+    from torchrl.modules import GRUModule, LSTMModule
+
+    from trl_accel.modules.recurrent import GRUCore, LSTMCore
+
+    for ours_class, theirs_class, state_keys in ((LSTMCore, LSTMModule, ["h", "c"]), (GRUCore, GRUModule, ["h"])):
+        kwargs = {"input_size": 3, "hidden_size": 5, "in_keys": ["x", *state_keys],
+                  "out_keys": ["y", *(("next", key) for key in state_keys)]}
+        torch.manual_seed(0)
+        ours, theirs = ours_class(**kwargs), theirs_class(**kwargs)
+        theirs.load_state_dict(ours.state_dict())
+        is_init = torch.zeros(4, 6, 1, dtype=torch.bool)
+        is_init[:, 0] = True
+        sequences = TensorDict(x=torch.randn(4, 6, 3), is_init=is_init, batch_size=[4, 6])
+        outputs = []
+        for module in (ours, theirs):
+            with set_recurrent_mode(True):
+                out = module(sequences.clone())
+            loss = out["y"].square().sum() + sum(out["next", key][:, -1].sum() for key in state_keys)
+            loss.backward()
+            outputs.append((out, [p.grad.clone() for p in module.parameters()]))
+        (ours_out, ours_grads), (theirs_out, theirs_grads) = outputs
+        for key in ["y", *(("next", key) for key in state_keys)]:
+            torch.testing.assert_close(ours_out[key], theirs_out[key], rtol=0, atol=0)
+        for a, b in zip(ours_grads, theirs_grads):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_sequences_from_zero_store_no_recurrent_state():
+    from trl_accel.experiment import replay_keys
+
+    actor, batch = collect(frames=40)
+    critics = make_twin_lstm_q_critics(2, 1, hidden_size=8, hidden_sizes=(8,))
+    learner = TD3Learner(actor, critics, make_env("Pendulum-v1", K).action_spec_unbatched, TD3Settings())
+    for start_state, stored in (("zero", False), ("stored", True)):
+        settings = SequenceSettings(seq_len=4, burn_in=0, start_state=start_state, state_keys=("actor_h", "actor_c"))
+        kept = replay_keys(learner.loss, settings)(batch.reshape(-1))
+        for key in ("actor_h", "actor_c", ("next", "actor_h"), ("next", "actor_c")):
+            assert (key in kept.keys(True)) is stored, (start_state, key)
+        assert ("collector", "traj_ids") in kept.keys(True) and "observation" in kept.keys()

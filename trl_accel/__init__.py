@@ -5,7 +5,7 @@ cloning (:mod:`trl_accel.objectives`), the stages' parts (:mod:`trl_accel.stages
 context windows (:mod:`trl_accel.envs`) and every TensorDict key (:mod:`trl_accel.keys`). The
 recipes' experiment (:mod:`trl_accel.experiment`) is not imported here.
 """
-from trl_accel import keys
+from trl_accel import keys, tensordict_fast_paths  # noqa: F401  (tensordict fast paths first)
 from trl_accel.envs import (
     EnvConfigError,
     ObservationMask,

@@ -179,8 +179,11 @@ class Evaluator:
 def replay_keys(loss: LossModule, sequences: SequenceSettings | None = None):
     """What the replay buffer stores for ``loss``: the loss's own in-keys (and the ``next`` entries of them),
     nothing the learner never reads (windows for the accelerator, pixels windows, collector bookkeeping but
-    the trajectory ids that cut sequences)."""
-    wanted = list(dict.fromkeys([*loss.in_keys, *(("next", key) for key in loss.in_keys if isinstance(key, str)),
+    the trajectory ids that cut sequences; nor the actor's recurrent state when sequences start from zero)."""
+    unread = ({*sequences.state_keys, *(("next", key) for key in sequences.state_keys)}
+              if sequences is not None and sequences.start_state == "zero" else set())
+    wanted = list(dict.fromkeys([*(key for key in loss.in_keys if key not in unread),
+                                 *(("next", key) for key in loss.in_keys if isinstance(key, str) and key not in unread),
                                  *([TRAJECTORY_KEY] if sequences is not None else [])]))
 
     def select(batch: TensorDictBase) -> TensorDictBase:

@@ -33,6 +33,38 @@ CELLS = ("lstm", "gru")
 RECURRENT_INPUTS = {keys.OBSERVATION: 32, keys.PREV_ACTION: 8, keys.PREV_REWARD: 8}
 
 
+def states_at_last_step(state: torch.Tensor, steps: int) -> torch.Tensor:
+    """``state`` [B, L, H] placed at the last of ``steps`` steps, zeros before: [B, steps, L, H] (what TorchRL's
+    recurrent modules write as the next state of a sequence)."""
+    placed = state.new_zeros(state.shape[0], steps, *state.shape[1:])
+    placed[:, -1] = state
+    return placed
+
+
+class LSTMCore(LSTMModule):
+    """TorchRL's ``LSTMModule``; on a sequence from one state (recurrent mode, no split, no scan), the next state
+    is written with one allocation in place of a stack of one zero tensor per step (the same values)."""
+
+    def _lstm(self, input, batch, steps, device, dtype, hidden0_in=None, hidden1_in=None, splits=None,
+              is_init=None, backend="pad"):
+        if not (self.recurrent_mode and steps > 1 and splits is None and is_init is None
+                and type(self.lstm) is nn.LSTM and hidden0_in is None and hidden1_in is None):
+            return super()._lstm(input, batch, steps, device, dtype, hidden0_in, hidden1_in, splits, is_init, backend)
+        memory, (h, c) = self.lstm(input)  # from the zero state, as TorchRL's zeros
+        return memory, states_at_last_step(h.transpose(0, 1), steps), states_at_last_step(c.transpose(0, 1), steps)
+
+
+class GRUCore(GRUModule):
+    """TorchRL's ``GRUModule``, with the next state of a sequence written as :class:`LSTMCore` writes it."""
+
+    def _gru(self, input, batch, steps, device, dtype, hidden_in=None, splits=None, is_init=None, backend="pad"):
+        if not (self.recurrent_mode and steps > 1 and splits is None and is_init is None
+                and type(self.gru) is nn.GRU and hidden_in is None):
+            return super()._gru(input, batch, steps, device, dtype, hidden_in, splits, is_init, backend)
+        memory, h = self.gru(input)  # from the zero state, as TorchRL's zeros
+        return memory, states_at_last_step(h.transpose(0, 1), steps)
+
+
 class InputEmbedding(nn.Module):
     """Each input through its own ``Linear + ReLU`` embedding, concatenated: ``(*inputs) -> [*B, sum(sizes)]``."""
 
@@ -70,10 +102,10 @@ def make_recurrent_trunk(input_dims: Mapping[str, int], *, cell: str = "lstm", h
     memory, h = f"{prefix}_memory", f"{prefix}_h"
     if cell == "lstm":
         c = f"{prefix}_c"
-        core = LSTMModule(input_size=input_size, hidden_size=hidden_size, in_keys=[f"{prefix}_input", h, c],
+        core = LSTMCore(input_size=input_size, hidden_size=hidden_size, in_keys=[f"{prefix}_input", h, c],
                           out_keys=[memory, ("next", h), ("next", c)])
     else:
-        core = GRUModule(input_size=input_size, hidden_size=hidden_size, in_keys=[f"{prefix}_input", h],
+        core = GRUCore(input_size=input_size, hidden_size=hidden_size, in_keys=[f"{prefix}_input", h],
                          out_keys=[memory, ("next", h)])
     for name, param in core.named_parameters():  # as the recurrent agents that learn POMDPs: orthogonal, zero bias
         torch.nn.init.zeros_(param) if "bias" in name else torch.nn.init.orthogonal_(param)
@@ -232,6 +264,6 @@ def is_recurrent(module: nn.Module) -> bool:
     return any(isinstance(m, (LSTMModule, GRUModule)) for m in module.modules())
 
 
-__all__ = ["CELLS", "InputEmbedding", "TwinHeads", "RECURRENT_INPUTS", "is_recurrent", "make_lstm_actor", "make_recurrent_actor",
+__all__ = ["CELLS", "GRUCore", "InputEmbedding", "LSTMCore", "TwinHeads", "RECURRENT_INPUTS", "is_recurrent", "make_lstm_actor", "make_recurrent_actor",
            "make_recurrent_q_critic", "make_recurrent_trunk", "make_twin_lstm_q_critics", "make_twin_recurrent_q_critics",
-           "recurrent_state_keys", "recurrent_state_primer"]
+           "recurrent_state_keys", "recurrent_state_primer", "states_at_last_step"]

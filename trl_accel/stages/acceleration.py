@@ -7,10 +7,10 @@ from tensordict.nn import TensorDictModule, TensorDictModuleBase
 from tensordict.utils import NestedKey
 from torchrl.data import LazyTensorStorage, ReplayBuffer, SamplerWithoutReplacement
 from torchrl.envs import ExplorationType, set_exploration_type
-from torchrl.objectives import SoftUpdate
 
 from trl_accel import keys
 from trl_accel.objectives.bc import BehaviourCloningLoss, CriticValue
+from trl_accel.stages.actor_critic import ForeachSoftUpdate
 
 #: Where the pairs in T come from.
 BC_DATA_SOURCES = ("training", "evaluation", "dagger")
@@ -86,8 +86,8 @@ class BehaviourCloner:
             teacher_action_key = action_key_of(accelerator)
         self.loss = BehaviourCloningLoss(transformer, likelihood=likelihood, critic_value=critic_value,
                                          ascent_weight=ascent_weight)
-        self.target_updater = SoftUpdate(self.loss, tau=tau)
-        self.optimizer = torch.optim.Adam(list(self.loss.actor_network_params.values(True, True)), lr=lr)
+        self.target_updater = ForeachSoftUpdate(self.loss, tau=tau)
+        self.optimizer = torch.optim.Adam(list(self.loss.actor_network_params.values(True, True)), lr=lr, foreach=True)
         self.accelerator = accelerator
         self.teacher_action_key = teacher_action_key
         self.target = target

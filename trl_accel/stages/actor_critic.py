@@ -16,12 +16,33 @@ def needs_loop_over_critics(critics: list[TensorDictModule]) -> bool:
     return any(is_recurrent(critic) for critic in critics)
 
 
+class ForeachSoftUpdate(SoftUpdate):
+    """TorchRL's ``SoftUpdate`` with one ``torch._foreach_lerp_`` over every target tensor per step, in place of one
+    TensorDict ``lerp_`` per parameter group: the same arithmetic (θ' ← θ' + (1 - eps)(θ - θ'), eps = 1 - τ),
+    bit for bit, with less Python per step. TorchRL 0.14.1 has no foreach variant."""
+
+    def step(self) -> None:
+        if not self.initialized:
+            return super().step()  # raises TorchRL's own error
+        for name in self._target_names:
+            getattr(self.loss_module, name)
+        source_keys = list(self._sources.keys(True, True))
+        target_keys = [("target_" + key[0], *key[1:]) if isinstance(key, tuple) else "target_" + key for key in source_keys]
+        sources = [self._sources.get(key).data for key in source_keys]
+        targets = [self._targets.get(key) for key in target_keys]
+        if any(target.requires_grad for target in targets):
+            raise RuntimeError("the target parameter is part of a graph.")
+        torch._foreach_lerp_([target.data for target in targets], sources, 1 - self.eps)
+
+
 def prepare_actor_critic(loss: LossModule, gamma: float, tau: float, lr: float,
                          ) -> tuple[SoftUpdate, torch.optim.Adam, torch.optim.Adam]:
     """Give ``loss`` its value estimator and the burn-in loss mask (sequence batches: no loss on
-    burn-in steps); return its soft target updater and the critics' and actor's Adam optimisers."""
+    burn-in steps); return its soft target updater (:class:`ForeachSoftUpdate`) and the critics' and actor's
+    Adam optimisers (foreach)."""
     loss.make_value_estimator(gamma=gamma)
     loss.loss_mask_key = keys.LOSS_MASK
-    critic_optimizer = torch.optim.Adam(list(loss.qvalue_network_params.values(True, True)), lr=lr)
-    actor_optimizer = torch.optim.Adam(list(loss.actor_network_params.values(True, True)), lr=lr)
-    return SoftUpdate(loss, tau=tau), critic_optimizer, actor_optimizer
+    # foreach Adam: the single-tensor arithmetic, bit for bit, in fewer calls (PyTorch's CPU default is per tensor)
+    critic_optimizer = torch.optim.Adam(list(loss.qvalue_network_params.values(True, True)), lr=lr, foreach=True)
+    actor_optimizer = torch.optim.Adam(list(loss.actor_network_params.values(True, True)), lr=lr, foreach=True)
+    return ForeachSoftUpdate(loss, tau=tau), critic_optimizer, actor_optimizer

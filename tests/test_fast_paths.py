@@ -1,0 +1,50 @@
+"""Speed changes that claim to be exact: the same values as the TorchRL / tensordict code they replace."""
+from __future__ import annotations
+
+import copy
+import importlib.util
+
+import torch
+from tensordict import TensorDict
+from tensordict.nn import TensorDictModule
+from torchrl.data import Bounded
+from torchrl.objectives import SoftUpdate, TD3Loss
+
+from trl_accel.modules import make_mlp_actor, make_twin_q_critics
+from trl_accel.stages.actor_critic import ForeachSoftUpdate
+
+
+def test_a_module_output_skips_the_search_for_optional_converters(monkeypatch):
+    searches = []
+    original = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: searches.append(name) or original(name, *a))
+    module = TensorDictModule(torch.nn.Linear(3, 2), in_keys=["x"], out_keys=["y"])
+    out = module(TensorDict(x=torch.randn(4, 3), batch_size=[4]))
+    assert out["y"].shape == (4, 2)
+    assert searches == [], f"a module output searched sys.path for {searches}"
+    tensor = torch.zeros(2)
+    assert TensorDict.from_any(tensor) is tensor
+    assert isinstance(TensorDict.from_any({"a": tensor}), TensorDict)  # other objects: tensordict's own route
+
+
+def test_foreach_soft_update_is_torchrl_soft_update_bit_for_bit():
+    spec = Bounded(-1.0, 1.0, shape=(2,))
+    torch.manual_seed(0)
+    actor, critics = make_mlp_actor(3, spec, hidden_sizes=(8,)), make_twin_q_critics(3, 2, hidden_sizes=(8,))
+    losses = [TD3Loss(copy.deepcopy(actor), [copy.deepcopy(c) for c in critics], action_spec=spec, num_qvalue_nets=2)
+              for _ in range(2)]
+    losses[1].load_state_dict(losses[0].state_dict())
+    updaters = [SoftUpdate(losses[0], tau=0.005), ForeachSoftUpdate(losses[1], tau=0.005)]
+    for _ in range(3):
+        for loss in losses:  # the same change to the online parameters of both
+            with torch.no_grad():
+                for name, value in sorted(loss.named_parameters()):
+                    if not name.startswith("target_"):
+                        value.add_(torch.sin(torch.arange(value.numel(), dtype=value.dtype)).view_as(value))
+        for updater in updaters:
+            updater.step()
+    ours, theirs = losses[1].state_dict(), losses[0].state_dict()
+    targets = [key for key in theirs if "target_" in key]
+    assert targets
+    for key in targets:
+        assert torch.equal(ours[key], theirs[key]), key

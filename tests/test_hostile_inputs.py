@@ -51,6 +51,8 @@ TD3_BAD_INPUTS = [
     ("accelerator=lstm accelerator.seq_len=1", r"accelerator.seq_len=1 is out of range: it must be >= 2"),
     ("accelerator=lstm accelerator.burn_in=64", r"accelerator.burn_in must be in \[0, accelerator.seq_len=64\), got 64"),
     ("accelerator=gru accelerator.seq_len=0", r"accelerator.seq_len=0 is out of range: it must be >= 2"),
+    ("accelerator=lstm accelerator.seq_len=-1 accelerator.burn_in=300", r"accelerator.burn_in \(300\) must be below the whole episodes' length \(200 steps\)"),
+    ("accelerator=gru accelerator.seq_len=-2", r"accelerator.seq_len=-2 is out of range: it must be >= 2, or -1 for whole"),
     ("accelerator=gru accelerator.inputs=[velocity]", r"accelerator.inputs=\['velocity'\] is out of range: it must be one of"),
     ("accelerator=gru accelerator.inputs=[]", r"accelerator.inputs must name at least one of"),
     ("accelerator=gru accelerator.start_state=random", r"accelerator.start_state='random' is out of range"),

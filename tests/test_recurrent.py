@@ -136,3 +136,21 @@ def test_sequences_from_zero_store_no_recurrent_state():
         for key in ("actor_h", "actor_c", ("next", "actor_h"), ("next", "actor_c")):
             assert (key in kept.keys(True)) is stored, (start_state, key)
         assert ("collector", "traj_ids") in kept.keys(True) and "observation" in kept.keys()
+
+
+def test_whole_episode_sequences_are_as_long_as_the_episode_limit():
+    from tests.conftest import TINY, TINY_LSTM, compose_config
+    from trl_accel.config import validate_config
+    from trl_accel.experiment import Agents
+
+    cfg = validate_config(compose_config(*TINY, *TINY_LSTM, "accelerator.seq_len=-1", "env.max_episode_steps=12"))
+    env = make_env("Pendulum-v1", K, max_episode_steps=12, pomdp="positions_only")
+    agents = Agents(cfg, 2, env.action_spec_unbatched, torch.device("cpu"))
+    assert agents.sequences.seq_len == 12
+    replay = make_replay_buffer(1000, batch_size=4, sequences=agents.sequences)
+    _, batch = collect(frames=60)  # episodes of 9 steps: each sequence one whole episode, padded to 12
+    replay.extend(batch)
+    sequences = replay.sample()
+    assert sequences.shape == (4, 12)
+    assert sequences["is_init"][:, 0].all() and not sequences["is_init"][:, 1:].any()
+    assert (sequences["loss_mask"].sum(-1) <= EPISODE).all()

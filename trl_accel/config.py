@@ -9,8 +9,12 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from trl_accel.envs.make import check_env_available
-from trl_accel.envs.maniskill import is_maniskill_config, vulkan_available
+from trl_accel.envs.make import check_env_available, episode_limit
+from trl_accel.envs.maniskill import (
+    default_max_episode_steps,
+    is_maniskill_config,
+    vulkan_available,
+)
 from trl_accel.envs.pomdp import check_pomdp
 from trl_accel.schema import ExperimentConfig, check_ranges
 
@@ -113,6 +117,24 @@ def _check_transformer(t: DictConfig) -> None:
              f"transformer.n_heads ({t.n_heads}) must be a multiple of transformer.n_kv_heads ({kv_heads}).")
 
 
+#: ``accelerator.seq_len`` for whole episodes: sequences as long as the task's episode limit, from an episode's start.
+WHOLE_EPISODES = -1
+
+
+def episode_steps(cfg: DictConfig) -> int:
+    """The episode length cap of ``cfg.env``: ``env.max_episode_steps``, else the task's registered limit."""
+    if is_maniskill_config(cfg.env):
+        return cfg.env.max_episode_steps or default_max_episode_steps(cfg.env.name)
+    return episode_limit(cfg.env.name, cfg.env.max_episode_steps)
+
+
+def sequence_length(cfg: DictConfig) -> int:
+    """Steps per replayed sequence of a recurrent accelerator: ``accelerator.seq_len``, or with
+    ``seq_len=-1`` the episode limit (each sequence then holds one whole episode, padded and masked)."""
+    seq_len = cfg.accelerator.seq_len
+    return episode_steps(cfg) if seq_len == WHOLE_EPISODES else seq_len
+
+
 def _check_accelerator(acc: DictConfig) -> None:
     if acc.type in RECURRENT:
         for key in ("hidden_size", "inputs", "seq_len", "burn_in", "start_state"):
@@ -124,13 +146,18 @@ def _check_accelerator(acc: DictConfig) -> None:
                  "prev_action, prev_reward.")
         _require(all(size >= 1 for size in (acc.embedding or {}).values()),
                  f"accelerator.embedding sizes must be >= 1, got {dict(acc.embedding)}.")
-        _require(acc.burn_in < acc.seq_len,
+        _require(acc.seq_len == WHOLE_EPISODES or acc.seq_len >= 2,
+                 f"accelerator.seq_len={acc.seq_len} is out of range: it must be >= 2, or {WHOLE_EPISODES} for whole episodes.")
+        _require(acc.burn_in < acc.seq_len or acc.seq_len == WHOLE_EPISODES,
                  f"accelerator.burn_in must be in [0, accelerator.seq_len={acc.seq_len}), got {acc.burn_in}.")
 
 
 def _check_buffers(cfg: DictConfig) -> None:
     recurrent = cfg.accelerator.type in RECURRENT
-    seq_len = cfg.accelerator.seq_len if recurrent else 1
+    seq_len = sequence_length(cfg) if recurrent else 1
+    _require(not recurrent or cfg.accelerator.burn_in < seq_len,
+             f"accelerator.burn_in ({cfg.accelerator.burn_in}) must be below the whole episodes' length ({seq_len} steps) "
+             "with accelerator.seq_len=-1.")
     algorithm_batch = "accelerator.batch_size" if recurrent and cfg.accelerator.batch_size else "algo.batch_size"
     stage2_batch = "stage2.batch_size" if cfg.stage2.batch_size else algorithm_batch
     for buffer_key, batch_key in (("stage1.buffer_size", algorithm_batch), ("stage2.buffer_size", stage2_batch),

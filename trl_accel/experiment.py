@@ -32,11 +32,13 @@ from trl_accel.config import (
     ConfigError,
     canonical_mode,
     check_checkpoint_shapes,
+    episode_steps,
     resolve_device,
+    sequence_length,
     validate_config,
 )
-from trl_accel.envs import PreviousActionReward, episode_limit, make_env
-from trl_accel.envs.maniskill import default_max_episode_steps, is_maniskill_config, make_maniskill_training_env
+from trl_accel.envs import PreviousActionReward, make_env
+from trl_accel.envs.maniskill import is_maniskill_config, make_maniskill_training_env
 from trl_accel.evaluation import evaluate_policy
 from trl_accel.loop import Run, RunState, collect_and_learn
 from trl_accel.modules import make_mlp_actor, make_transformer_actor, make_twin_q_critics
@@ -94,7 +96,7 @@ class Agents:
             self.accelerator = make_recurrent_actor(obs_dim, action_spec, **network, stochastic=stochastic)
             self.critics = make_twin_recurrent_q_critics(obs_dim, action_dim, **network,
                                                          shared_trunk=bool(acc.shared_critic_trunk))
-            self.sequences = SequenceSettings(acc.seq_len, acc.burn_in, acc.start_state,
+            self.sequences = SequenceSettings(sequence_length(cfg), acc.burn_in, acc.start_state,
                                               tuple(recurrent_state_keys(self.accelerator)))
             self.previous = bool({keys.PREV_ACTION, keys.PREV_REWARD} & set(acc.inputs))
         elif self.pixels:
@@ -141,12 +143,6 @@ def build_env(cfg: DictConfig, device: torch.device, seed: int | None = None, nu
     for transform in extra_transforms:
         env.append_transform(transform.clone())
     return env
-
-
-def episode_steps(cfg: DictConfig) -> int:
-    if is_maniskill_config(cfg.env):
-        return cfg.env.max_episode_steps or default_max_episode_steps(cfg.env.name)
-    return episode_limit(cfg.env.name, cfg.env.max_episode_steps)
 
 
 class Evaluator:

@@ -98,7 +98,7 @@ class AcceleratorConfig:
     hidden_size: Optional[int] = bounded(None, low=1)
     inputs: Optional[List[str]] = bounded(None, choices=("observation", "prev_action", "prev_reward"))
     embedding: Optional[Dict[str, int]] = None
-    seq_len: Optional[int] = bounded(None, low=2)
+    seq_len: Optional[int] = bounded(None)  # >= 2, or -1 for whole episodes (checked in trl_accel.config)
     burn_in: Optional[int] = bounded(None, low=0)
     start_state: Optional[str] = bounded(None, choices=("stored", "zero"))
     shared_critic_trunk: Optional[bool] = None  # recurrent: the twin critics' heads share one recurrent trunk

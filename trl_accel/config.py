@@ -90,7 +90,7 @@ def validate_config(cfg: DictConfig) -> DictConfig:
             raise ConfigError(str(err)) from err
     resolve_device(str(cfg.device))
     _check_transformer(cfg.transformer)
-    _check_accelerator(cfg.accelerator)
+    _check_accelerator(cfg)
     _check_buffers(cfg)
     _check_stage_one(cfg)
     _check_logger(cfg.logger.backend)
@@ -135,7 +135,8 @@ def sequence_length(cfg: DictConfig) -> int:
     return episode_steps(cfg) if seq_len == WHOLE_EPISODES else seq_len
 
 
-def _check_accelerator(acc: DictConfig) -> None:
+def _check_accelerator(cfg: DictConfig) -> None:
+    acc = cfg.accelerator
     if acc.type in RECURRENT:
         for key in ("hidden_size", "inputs", "seq_len", "burn_in", "start_state"):
             _require(acc[key] is not None, f"accelerator={acc.type} needs accelerator.{key}: pick the group with "
@@ -148,16 +149,17 @@ def _check_accelerator(acc: DictConfig) -> None:
                  f"accelerator.embedding sizes must be >= 1, got {dict(acc.embedding)}.")
         _require(acc.seq_len == WHOLE_EPISODES or acc.seq_len >= 2,
                  f"accelerator.seq_len={acc.seq_len} is out of range: it must be >= 2, or {WHOLE_EPISODES} for whole episodes.")
-        _require(acc.burn_in < acc.seq_len or acc.seq_len == WHOLE_EPISODES,
-                 f"accelerator.burn_in must be in [0, accelerator.seq_len={acc.seq_len}), got {acc.burn_in}.")
+        if acc.seq_len == WHOLE_EPISODES:
+            _require(acc.burn_in < sequence_length(cfg), f"accelerator.burn_in ({acc.burn_in}) must be below the whole "
+                     f"episodes' length ({sequence_length(cfg)} steps) with accelerator.seq_len={WHOLE_EPISODES}.")
+        else:
+            _require(acc.burn_in < acc.seq_len,
+                     f"accelerator.burn_in must be in [0, accelerator.seq_len={acc.seq_len}), got {acc.burn_in}.")
 
 
 def _check_buffers(cfg: DictConfig) -> None:
     recurrent = cfg.accelerator.type in RECURRENT
     seq_len = sequence_length(cfg) if recurrent else 1
-    _require(not recurrent or cfg.accelerator.burn_in < seq_len,
-             f"accelerator.burn_in ({cfg.accelerator.burn_in}) must be below the whole episodes' length ({seq_len} steps) "
-             "with accelerator.seq_len=-1.")
     algorithm_batch = "accelerator.batch_size" if recurrent and cfg.accelerator.batch_size else "algo.batch_size"
     stage2_batch = "stage2.batch_size" if cfg.stage2.batch_size else algorithm_batch
     for buffer_key, batch_key in (("stage1.buffer_size", algorithm_batch), ("stage2.buffer_size", stage2_batch),

@@ -8,8 +8,9 @@ or ``GRUModule``, as the recurrent off-policy agents that learn POMDPs build the
 - Actor and critics have separate recurrent networks; the twin critics' Q heads share one recurrent trunk
   (``shared_trunk=True``, one network writing both values) or each critic has its own.
 - The actor's recurrent state travels in the TensorDict during collection (created at reset by
-  :func:`recurrent_state_primer`, zeroed on ``is_init`` by the module) and is stored with each step, so a
-  sampled sequence may start from it (``accelerator.start_state=stored``) or from zero. The critics always
+  :func:`recurrent_state_primer`, zeroed on ``is_init`` by the module); with ``accelerator.start_state=stored``
+  it is stored in replay with each step and a sampled sequence starts from it, with ``zero`` (the default) it
+  is not stored and every sequence starts from zero. The critics always
   start a sequence from zero; burn-in steps (masked out of the loss) give them history. The losses are
   :class:`~trl_accel.objectives.SequenceTD3Loss` and :class:`~trl_accel.objectives.SequenceSACLoss`.
 """
@@ -103,10 +104,10 @@ def make_recurrent_trunk(input_dims: Mapping[str, int], *, cell: str = "lstm", h
     if cell == "lstm":
         c = f"{prefix}_c"
         core = LSTMCore(input_size=input_size, hidden_size=hidden_size, in_keys=[f"{prefix}_input", h, c],
-                          out_keys=[memory, ("next", h), ("next", c)])
+                        out_keys=[memory, ("next", h), ("next", c)])
     else:
         core = GRUCore(input_size=input_size, hidden_size=hidden_size, in_keys=[f"{prefix}_input", h],
-                         out_keys=[memory, ("next", h)])
+                       out_keys=[memory, ("next", h)])
     for name, param in core.named_parameters():  # as the recurrent agents that learn POMDPs: orthogonal, zero bias
         torch.nn.init.zeros_(param) if "bias" in name else torch.nn.init.orthogonal_(param)
     return TensorDictSequential(embed, core)

@@ -6,9 +6,10 @@ import doctest
 import pytest
 
 from trl_accel.envs import previous
-from trl_accel.modules import encoders, heads, mlp, pixels, recurrent, transformer
+from trl_accel.modules import encoders, heads, kv_cache, mlp, pixels, recurrent, transformer
+from trl_accel.stages import windows
 
-MODULES = [encoders, heads, mlp, pixels, previous, recurrent, transformer]
+MODULES = [encoders, heads, kv_cache, mlp, pixels, previous, recurrent, transformer, windows]
 
 
 @pytest.mark.parametrize("module", MODULES, ids=lambda module: module.__name__)

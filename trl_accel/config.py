@@ -16,6 +16,7 @@ from trl_accel.envs.maniskill import (
     vulkan_available,
 )
 from trl_accel.envs.pomdp import check_pomdp
+from trl_accel.modules.transformer import window_length
 from trl_accel.schema import ExperimentConfig, check_ranges
 
 MODES = ("accelerate", "accelerator_only", "transformer_only")
@@ -115,6 +116,21 @@ def _check_transformer(t: DictConfig) -> None:
     kv_heads = t.n_kv_heads or t.n_heads
     _require(t.n_heads % kv_heads == 0,
              f"transformer.n_heads ({t.n_heads}) must be a multiple of transformer.n_kv_heads ({kv_heads}).")
+    if t.positions == "rotary":
+        _require((t.d_model // t.n_heads) % 2 == 0,
+                 f"transformer.positions=rotary needs an even head size, got d_model // n_heads = {t.d_model // t.n_heads}.")
+    if t.rollout == "cache":
+        _require(t.positions == "rotary",
+                 f"transformer.rollout=cache needs transformer.positions=rotary (cached keys must not depend on the "
+                 f"window slot), got positions={t.positions}.")
+        _require(t.context_len >= 2, f"transformer.rollout=cache needs transformer.context_len >= 2, got {t.context_len}.")
+
+
+def transformer_window(cfg: DictConfig) -> int:
+    """Steps in the transformer's window (env-built or from replay): ``context_len``, or with rotary positions the
+    receptive field of its sliding-window layers (see :func:`trl_accel.modules.transformer.window_length`)."""
+    t = cfg.transformer
+    return window_length(t.context_len, t.n_layers, t.positions)
 
 
 #: ``accelerator.seq_len`` for whole episodes: sequences as long as the task's episode limit, from an episode's start.

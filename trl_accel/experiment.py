@@ -35,14 +35,20 @@ from trl_accel.config import (
     episode_steps,
     resolve_device,
     sequence_length,
+    transformer_window,
     validate_config,
 )
 from trl_accel.envs import PreviousActionReward, make_env
 from trl_accel.envs.maniskill import is_maniskill_config, make_maniskill_training_env
 from trl_accel.evaluation import evaluate_policy
 from trl_accel.loop import Run, RunState, collect_and_learn
-from trl_accel.modules import make_mlp_actor, make_transformer_actor, make_twin_q_critics
+from trl_accel.modules import (
+    make_mlp_actor,
+    make_transformer_actor,
+    make_twin_q_critics,
+)
 from trl_accel.modules.encoders import PixelEncoder
+from trl_accel.modules.kv_cache import cached_transformer_actor, kv_cache_primer
 from trl_accel.modules.pixels import make_pixel_mlp_actor, make_pixel_twin_q_critics
 from trl_accel.modules.recurrent import (
     make_recurrent_actor,
@@ -52,10 +58,25 @@ from trl_accel.modules.recurrent import (
 )
 from trl_accel.plots import plot_curves
 from trl_accel.run_dir import open_resumed_run, prepare_run_dir, truncate_metrics
-from trl_accel.stages import BehaviourCloner, SwitchCriterion, bc_pairs, hand_over, make_trajectory_buffer
+from trl_accel.stages import (
+    BehaviourCloner,
+    SwitchCriterion,
+    bc_pairs,
+    hand_over,
+    make_trajectory_buffer,
+)
 from trl_accel.stages.ascent import frozen_first_critic
 from trl_accel.stages.learners import make_collection_policy, make_learner
-from trl_accel.stages.sequences import TRAJECTORY_KEY, SequenceSettings, make_replay_buffer
+from trl_accel.stages.sequences import (
+    TRAJECTORY_KEY,
+    SequenceSettings,
+    make_replay_buffer,
+)
+from trl_accel.stages.windows import (
+    StreamWindows,
+    reads_windows,
+    stored_instead_of_windows,
+)
 
 
 # ---------------------------------------------------------------------------------------------------- building
@@ -110,17 +131,22 @@ class Agents:
             self.critics = make_twin_q_critics(obs_dim, action_dim, hidden_sizes=hidden_sizes)
         critic = self.critics[0]
         critic_inputs = [key for key in critic.in_keys if key != keys.ACTION and ("next", key) not in critic.out_keys]
-        self.transformer = make_transformer_actor(obs_dim, action_spec, **cfg.transformer, stochastic=stochastic,
+        network = {key: value for key, value in cfg.transformer.items() if key != "rollout"}
+        self.transformer = make_transformer_actor(obs_dim, action_spec, **network, stochastic=stochastic,
                                                   passthrough_keys=critic_inputs, frame_encoder=frame_encoder)
         self.accelerator.to(device)
         self.transformer.to(device)
+        # what acts in the envs: the window actor itself, or its KV-cache twin (same parameters)
+        self.cached = cfg.transformer.rollout == "cache"
+        self.transformer_policy = cached_transformer_actor(self.transformer) if self.cached else self.transformer
         self.critics = [critic.to(device) for critic in self.critics]
 
     def env_transforms(self) -> list:
-        """What the envs need for these agents: a recurrent actor's state primer, and the previous action and
-        reward when it reads them."""
+        """What the envs need for these agents: a recurrent actor's state primer, the previous action and
+        reward when it reads them, and the transformer's KV-cache primer when it rolls out with one."""
         return ([PreviousActionReward()] if self.previous else []) + (
-            [recurrent_state_primer(self.accelerator)] if self.recurrent else [])
+            [recurrent_state_primer(self.accelerator)] if self.recurrent else []) + (
+            [kv_cache_primer(self.transformer)] if self.cached else [])
 
     def pair_keys(self) -> tuple:
         """What a pair in T holds: the transformer's inputs, the accelerator's (to label it) and the action."""
@@ -131,14 +157,16 @@ class Agents:
 def build_env(cfg: DictConfig, device: torch.device, seed: int | None = None, num_envs: int | None = None,
               extra_transforms: list = ()) -> EnvBase:
     """The task of ``cfg.env`` with the window transforms: a gymnasium task (``num_envs`` copies, 1 by
-    default), or a ManiSkill task (``num_envs`` parallel envs, ``env.num_envs`` by default)."""
+    default), or a ManiSkill task (``num_envs`` parallel envs, ``env.num_envs`` by default). With KV-cache
+    rollouts (``transformer.rollout=cache``) nothing acts on a window, and the env builds none."""
     e = cfg.env
+    window = None if cfg.transformer.rollout == "cache" else transformer_window(cfg)
     if is_maniskill_config(e):
-        env = make_maniskill_training_env(e.name, num_envs or e.num_envs, cfg.transformer.context_len, e.obs_mode,
+        env = make_maniskill_training_env(e.name, num_envs or e.num_envs, window, e.obs_mode,
                                           sim_backend=e.sim_backend, control_mode=e.control_mode, device=device,
                                           seed=seed, max_episode_steps=e.max_episode_steps, image_size=e.image_size)
     else:
-        env = make_env(e.name, cfg.transformer.context_len, device, seed=seed, max_episode_steps=e.max_episode_steps,
+        env = make_env(e.name, window, device, seed=seed, max_episode_steps=e.max_episode_steps,
                        num_envs=num_envs or 1, pomdp=e.pomdp)
     for transform in extra_transforms:
         env.append_transform(transform.clone())
@@ -175,12 +203,16 @@ class Evaluator:
 def replay_keys(loss: LossModule, sequences: SequenceSettings | None = None):
     """What the replay buffer stores for ``loss``: the loss's own in-keys (and the ``next`` entries of them),
     nothing the learner never reads (windows for the accelerator, pixels windows, collector bookkeeping but
-    the trajectory ids that cut sequences; nor the actor's recurrent state when sequences start from zero)."""
+    the trajectory ids that cut sequences; nor the actor's recurrent state when sequences start from zero).
+    A loss that reads context windows gets the steps they are built from instead (each step stored once; the
+    buffer builds the windows, :mod:`trl_accel.stages.windows`)."""
     unread = ({*sequences.state_keys, *(("next", key) for key in sequences.state_keys)}
               if sequences is not None and sequences.start_state == "zero" else set())
     wanted = list(dict.fromkeys([*(key for key in loss.in_keys if key not in unread),
                                  *(("next", key) for key in loss.in_keys if isinstance(key, str) and key not in unread),
                                  *([TRAJECTORY_KEY] if sequences is not None else [])]))
+    if reads_windows(loss.in_keys):
+        wanted = stored_instead_of_windows(wanted)
 
     def select(batch: TensorDictBase) -> TensorDictBase:
         return batch.select(*wanted, strict=False)
@@ -206,6 +238,7 @@ class Experiment:
                  device: torch.device, checkpoint: dict | None):
         self.cfg, self.run, self.env, self.agents, self.evaluate = cfg, run, env, agents, evaluate
         self.device, self.checkpoint = device, checkpoint
+        self.num_streams = env.batch_size.numel()  # the envs of one collector batch
         self.shapes = {"obs_dim": env.observation_spec[keys.OBSERVATION].shape[-1],
                        "action_dim": env.action_spec_unbatched.shape[-1], "context_len": cfg.transformer.context_len}
 
@@ -220,12 +253,15 @@ class Experiment:
         return make_collection_policy(self.cfg.algo.name, actor, self.env.action_spec_unbatched.to(self.device),
                                       self.settings())
 
-    def replay(self, size: int, batch_size: int | None = None) -> ReplayBuffer:
+    def replay(self, size: int, batch_size: int | None = None, *, windows: bool = False) -> ReplayBuffer:
         """A replay buffer of ``batch_size`` samples (a stage's own), else ``accelerator.batch_size`` sequences (a
-        recurrent accelerator's), else ``algo.batch_size``."""
+        recurrent accelerator's), else ``algo.batch_size``. ``windows``: samples get the transformer's context
+        windows, built from the storage."""
         sequences = self.agents.sequences
         batch_size = batch_size or (self.cfg.accelerator.batch_size if sequences else None) or self.cfg.algo.batch_size
-        return make_replay_buffer(size, batch_size, self.device, sequences)
+        step_windows = (StreamWindows(context_len=transformer_window(self.cfg), num_streams=self.num_streams,
+                                      capacity=size, device=self.device) if windows else None)
+        return make_replay_buffer(size, batch_size, self.device, sequences, step_windows)
 
     def resuming(self, *stages: str) -> bool:
         return self.checkpoint is not None and self.run.state.stage in stages
@@ -249,7 +285,8 @@ def stage_one(x: Experiment) -> dict:
                              critic_value=frozen_first_critic(learner.loss) if s1.ascent_weight > 0 else None,
                              ascent_weight=s1.ascent_weight)
     switch = SwitchCriterion(**OmegaConf.to_container(s1.switch), random_return=run.state.random_return)
-    trajectory_buffer = make_trajectory_buffer(s1.bc_every, s1.bc_batch_size, x.device)
+    trajectory_buffer = make_trajectory_buffer(s1.bc_every, s1.bc_batch_size, x.device,
+                                               context_len=transformer_window(cfg), num_streams=x.num_streams)
     replay = x.replay(s1.buffer_size)
     parts = {"accelerator_learner": learner, "cloner": cloner, "switch": switch, "trajectory_buffer": trajectory_buffer,
              "replay": replay}
@@ -269,18 +306,19 @@ def stage_one(x: Experiment) -> dict:
                                   steps=s1.steps, random_steps=s1.random_steps, frames_per_batch=cfg.frames_per_batch,
                                   updates_per_step=cfg.updates_per_step, stored_keys=replay_keys(learner.loss, x.agents.sequences)):
         metrics = step.metrics
-        if step.learning:  # Algorithm 1: fresh (window, action) pairs into T
-            if teacher_rollouts is None:
-                trajectory_buffer.extend(bc_pairs(step.batch, pair_keys))
-            elif run.state.stage_steps - s1.random_steps >= (run.state.bc_env_steps // s1.bc_every + 1) * s1.bc_every:
-                trajectory_buffer.extend(bc_pairs(next(teacher_rollouts), pair_keys))
-                run.state.bc_env_steps += s1.bc_every
+        if teacher_rollouts is None:  # Algorithm 1: fresh (window, action) pairs into T; the random phase as history
+            trajectory_buffer.extend(bc_pairs(step.batch, pair_keys, windows_from_storage=True),
+                                     history_only=not step.learning)
+        elif step.learning and (run.state.stage_steps - s1.random_steps
+                                >= (run.state.bc_env_steps // s1.bc_every + 1) * s1.bc_every):
+            trajectory_buffer.extend(bc_pairs(next(teacher_rollouts), pair_keys, windows_from_storage=True))
+            run.state.bc_env_steps += s1.bc_every
         if len(trajectory_buffer) >= s1.bc_every:  # Algorithm 2: a BC round on T, then T is emptied
             metrics.update({f"train/{name}": value for name, value in cloner.train_on(trajectory_buffer).items()})
             run.state.bc_rounds += 1
         run.log(metrics)
         if run.evaluation_due():
-            record = x.evaluate(run, accelerator=agents.accelerator, transformer=agents.transformer)
+            record = x.evaluate(run, accelerator=agents.accelerator, transformer=agents.transformer_policy)
             switch_reason = switch.observe(record["accelerator_return"], record["transformer_return"])
         if run.checkpoint_due() or switch_reason:
             x.save("last", parts, (learner, cloner.loss))
@@ -288,7 +326,7 @@ def stage_one(x: Experiment) -> dict:
             break
 
     # the switch
-    at_switch = x.evaluate(run, accelerator=agents.accelerator, transformer=agents.transformer)
+    at_switch = x.evaluate(run, accelerator=agents.accelerator, transformer=agents.transformer_policy)
     run.state.switch_step = run.state.env_steps
     run.state.switch_reason = switch_reason or f"{s1.switch.rule}: reached stage1.steps"
     run.state.results["stage1"] = {key: value for key, value in at_switch.items()
@@ -302,7 +340,7 @@ def stage_one(x: Experiment) -> dict:
 def bc_rollouts(x: Experiment):
     """Separate rollouts that fill T (``bc_data=evaluation``: the accelerator's deterministic ones;
     ``dagger``: the transformer's own), ``bc_every`` steps at a time."""
-    policy = x.agents.accelerator if x.cfg.stage1.bc_data == "evaluation" else x.agents.transformer
+    policy = x.agents.accelerator if x.cfg.stage1.bc_data == "evaluation" else x.agents.transformer_policy
     env = build_env(x.cfg, x.device, seed=x.cfg.seed + 1, extra_transforms=x.agents.env_transforms())
     return iter(Collector(env, policy, frames_per_batch=x.cfg.stage1.bc_every, total_frames=-1,
                           exploration_type=ExplorationType.DETERMINISTIC))
@@ -326,23 +364,23 @@ def stage_two(x: Experiment, stage_one_parts: dict) -> None:
     (the hand-over, done once, when stage two starts afresh); TD3/SAC continues with a small replay buffer."""
     cfg, run, transformer = x.cfg, x.run, x.agents.transformer
     learner = x.learner(transformer)
-    replay = x.replay(cfg.stage2.buffer_size, cfg.stage2.batch_size)
+    replay = x.replay(cfg.stage2.buffer_size, cfg.stage2.batch_size, windows=reads_windows(transformer.in_keys))
     parts = {"stage_two_learner": learner, "replay": replay}
     if x.resuming("stage2"):
         load_state_dicts(parts, x.checkpoint)
     else:
         hand_over(stage_one_parts["accelerator_learner"], stage_one_parts["cloner"], learner)
     run.start_stage("stage2")
-    for step in collect_and_learn(run, x.env, x.collection_policy(transformer), learner, replay,
+    for step in collect_and_learn(run, x.env, x.collection_policy(x.agents.transformer_policy), learner, replay,
                                   steps=cfg.stage2.steps, random_steps=cfg.stage2.random_steps,
                                   frames_per_batch=cfg.frames_per_batch, updates_per_step=cfg.updates_per_step,
                                   stored_keys=replay_keys(learner.loss, x.agents.sequences)):
         run.log(step.metrics)
         if run.evaluation_due():
-            x.evaluate(run, transformer=transformer)
+            x.evaluate(run, transformer=x.agents.transformer_policy)
         if run.checkpoint_due():
             x.save("last", parts, (learner,))
-    final = x.evaluate(run, transformer=transformer)
+    final = x.evaluate(run, transformer=x.agents.transformer_policy)
     run.state.results["stage2"] = {key: value for key, value in final.items() if key.startswith("transformer_")}
     run.state.stage = "done"
     x.save("stage2", {"stage_two_learner": learner}, (learner,))
@@ -353,24 +391,24 @@ def baseline(x: Experiment, mode: str) -> None:
     """``accelerator_only`` (the accelerator's architecture) or ``transformer_only`` (the vanilla
     transformer), from scratch, for as many env steps as the accelerated run takes."""
     cfg, run = x.cfg, x.run
-    actor, name = ((x.agents.accelerator, cfg.accelerator.type) if mode == "accelerator_only"
-                   else (x.agents.transformer, "transformer"))
+    actor, acting, name = ((x.agents.accelerator, x.agents.accelerator, cfg.accelerator.type) if mode == "accelerator_only"
+                           else (x.agents.transformer, x.agents.transformer_policy, "transformer"))
     learner = x.learner(actor)
-    replay = x.replay(cfg.baseline.buffer_size)
+    replay = x.replay(cfg.baseline.buffer_size, windows=reads_windows(actor.in_keys))
     parts = {"learner": learner, "replay": replay}
     if x.resuming(mode):
         load_state_dicts(parts, x.checkpoint)
     run.start_stage(mode)
-    for step in collect_and_learn(run, x.env, x.collection_policy(actor), learner, replay,
+    for step in collect_and_learn(run, x.env, x.collection_policy(acting), learner, replay,
                                   steps=cfg.stage1.steps + cfg.stage2.steps, random_steps=cfg.stage1.random_steps,
                                   frames_per_batch=cfg.frames_per_batch, updates_per_step=cfg.updates_per_step,
                                   stored_keys=replay_keys(learner.loss, x.agents.sequences)):
         run.log(step.metrics)
         if run.evaluation_due():
-            x.evaluate(run, **{name: actor})
+            x.evaluate(run, **{name: acting})
         if run.checkpoint_due():
             x.save("last", parts, (learner,))
-    final = x.evaluate(run, **{name: actor})
+    final = x.evaluate(run, **{name: acting})
     run.state.results["final"] = {"return": final[f"{name}_return"], "success": final.get(f"{name}_success")}
     run.state.stage = "done"
     x.save("final", {"learner": learner}, (learner,))

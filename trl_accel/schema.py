@@ -116,7 +116,8 @@ class TransformerConfig:
     n_kv_heads: Optional[int] = bounded(None, low=1)
     d_ff: int = bounded(512, low=1)
     dropout: float = bounded(0.05, low=0.0, high=1.0, high_open=True)
-    positions: str = bounded("learned", choices=("learned", "sinusoidal"))
+    positions: str = bounded("learned", choices=("learned", "sinusoidal", "rotary"))
+    rollout: str = bounded("window", choices=("window", "cache"))  # cache: KV-cache rollouts (rotary positions)
 
 
 @dataclass

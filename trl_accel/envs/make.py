@@ -77,21 +77,20 @@ def make_base_env(env_name: str, device: torch.device | str = "cpu", seed: int |
     return env
 
 
-def env_transforms(context_len: int) -> Compose:
+def env_transforms(context_len: int | None) -> Compose:
     """The transform stack shared by training and evaluation envs.
 
-    Writes ``is_init``, ``step_count``, ``episode_reward``,
-    ``observation_window`` [K, obs_dim] and ``window_mask`` [K].
+    Writes ``is_init``, ``step_count``, ``episode_reward``, and with a ``context_len`` K (``None``: no window,
+    for agents that build theirs from replay and roll out with a KV cache) ``observation_window`` [K, obs_dim]
+    and ``window_mask`` [K].
     """
-    return Compose(
-        InitTracker(),
-        StepCounter(),
-        RewardSum(),
-        context_window_transforms(context_len),
-    )
+    transforms = [InitTracker(), StepCounter(), RewardSum()]
+    if context_len is not None:
+        transforms.append(context_window_transforms(context_len))
+    return Compose(*transforms)
 
 
-def make_env(env_name: str, context_len: int, device: torch.device | str = "cpu", seed: int | None = None,
+def make_env(env_name: str, context_len: int | None, device: torch.device | str = "cpu", seed: int | None = None,
              max_episode_steps: int | None = None, num_envs: int = 1,
              pomdp: str | None = None) -> TransformedEnv:
     """A training or evaluation env: ``num_envs`` copies (a :class:`SerialEnv` when > 1) plus windows.

@@ -333,7 +333,7 @@ def pixel_window_transforms(context_len: int) -> Compose:
     return Compose(*frame_window(keys.PIXELS, keys.PIXELS_WINDOW, context_len, frame_dims=3))
 
 
-def make_maniskill_training_env(env_id: str, num_envs: int, context_len: int, obs_mode: str = "state",
+def make_maniskill_training_env(env_id: str, num_envs: int, context_len: int | None, obs_mode: str = "state",
                                 **kwargs: Any) -> TransformedEnv:
     """:func:`make_maniskill_env` plus the shared transforms, for training and evaluation.
 
@@ -343,7 +343,7 @@ def make_maniskill_training_env(env_id: str, num_envs: int, context_len: int, ob
     """
     base = make_maniskill_env(env_id, num_envs, obs_mode=obs_mode, **kwargs)
     transforms = env_transforms(context_len)
-    if obs_mode == "rgb":
+    if obs_mode == "rgb" and context_len is not None:
         transforms.append(pixel_window_transforms(context_len))
     return TransformedEnv(base, transforms)
 

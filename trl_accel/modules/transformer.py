@@ -1,11 +1,15 @@
 """Context-window transformer actor.
 
 The network attends over the last K observations of the episode (pre-LN, causal, padding-masked)
-and reads the action off the last token. Attention is written so that rotary positions, a KV
-cache and grouped-query attention slot in without rewriting it: queries and keys pass through
-``SelfAttention.position_qk`` (identity today), keys/values have their own head count
-(``n_kv_heads``, grouped-query attention when smaller than ``n_heads``), and a block can be asked
-for the last query only.
+and reads the action off the last token. Keys/values have their own head count (``n_kv_heads``,
+grouped-query attention when smaller than ``n_heads``), and a block can be asked for the last query only.
+
+Positions are ``learned`` or ``sinusoidal`` (added to the tokens, one per window slot) or ``rotary``
+(RoPE: queries and keys rotated by their position, so attention sees relative positions only). With
+rotary positions a step's keys and values do not depend on where it sits in the window, so a rollout
+can cache them (:mod:`trl_accel.modules.kv_cache`): each layer then attends over the last K steps
+(sliding-window attention), and a window of ``n_layers * (K - 1) + 1`` steps holds everything the last
+step's action depends on (:func:`window_length`).
 """
 from __future__ import annotations
 
@@ -39,17 +43,40 @@ def sinusoidal_positions(length: int, d_model: int) -> torch.Tensor:
     return table
 
 
-def attention_mask(window_mask: torch.Tensor, last_query_only: bool) -> torch.Tensor:
-    """Boolean mask [B, 1, Lq, K] (True = may attend) from ``window_mask`` [B, K]: causal, real keys
-    only, and each query always sees itself so that a padded query row is never empty (its output is
-    unused)."""
+POSITIONS = ("learned", "sinusoidal", "rotary")
+
+
+def window_length(context_len: int, n_layers: int, positions: str) -> int:
+    """Steps in the window the transformer reads: K, or with rotary positions (sliding-window attention of K
+    steps per layer) the receptive field ``n_layers * (K - 1) + 1`` (K for one layer)."""
+    return n_layers * (context_len - 1) + 1 if positions == "rotary" else context_len
+
+
+def attention_mask(window_mask: torch.Tensor, last_query_only: bool, span: int | None = None) -> torch.Tensor:
+    """Boolean mask [B, 1, Lq, L] (True = may attend) from ``window_mask`` [B, L]: causal, real keys
+    only, at most ``span`` steps back including the query's own (``None``: the whole window), and each
+    query always sees itself so that a padded query row is never empty (its output is unused)."""
     length = window_mask.shape[-1]
     positions = torch.arange(length, device=window_mask.device)
     query_positions = positions[-1:] if last_query_only else positions
-    causal = positions.unsqueeze(0) <= query_positions.unsqueeze(1)
-    itself = positions.unsqueeze(0) == query_positions.unsqueeze(1)
-    allowed = (causal & window_mask.unsqueeze(-2)) | itself
+    offset = query_positions.unsqueeze(1) - positions.unsqueeze(0)
+    causal = (offset >= 0) if span is None else (offset >= 0) & (offset < span)
+    allowed = (causal & window_mask.unsqueeze(-2)) | (offset == 0)
     return allowed.unsqueeze(1)
+
+
+def rotary_angles(positions: torch.Tensor, head_dim: int, base: float = 10000.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """``positions`` [*P] (int) -> ``(cos, sin)`` [*P, head_dim // 2], float32, computed in float64 so that
+    positions in the thousands (an episode's step) rotate as precisely as window slots."""
+    frequency = base ** (-torch.arange(0, head_dim, 2, dtype=torch.float64, device=positions.device) / head_dim)
+    angles = positions.to(torch.float64).unsqueeze(-1) * frequency
+    return angles.cos().float(), angles.sin().float()
+
+
+def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """RoPE: ``x`` [B, H, L, hd] with its two halves rotated by ``(cos, sin)`` [B or 1, 1, L, hd // 2]."""
+    first, second = x.chunk(2, dim=-1)
+    return torch.cat([first * cos - second * sin, first * sin + second * cos], dim=-1)
 
 
 class SelfAttention(nn.Module):
@@ -65,21 +92,41 @@ class SelfAttention(nn.Module):
         self.key_value = nn.Linear(d_model, 2 * n_kv_heads * self.head_dim)
         self.out = nn.Linear(d_model, d_model)
 
-    def position_qk(self, query: torch.Tensor, key: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Hook for relative positions (rotary embeddings rotate q and k here)."""
-        return query, key
-
-    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor, last_query_only: bool = False) -> torch.Tensor:
+    def queries_keys_values(self, x: torch.Tensor, query_in: torch.Tensor,
+                            rotary: tuple[torch.Tensor, torch.Tensor] | None) -> tuple[torch.Tensor, ...]:
+        """``x`` [B, L, d] and ``query_in`` [B, Lq, d] (the last Lq of ``x``) -> query [B, H, Lq, hd], key and
+        value [B, Hkv, L, hd]; with ``rotary`` (``cos``, ``sin`` [B or 1, L, hd // 2]) q and k are rotated."""
         batch, length, _ = x.shape
-        query_in = x[:, -1:] if last_query_only else x
         query = self.query(query_in).view(batch, query_in.shape[1], self.n_heads, self.head_dim).transpose(1, 2)
         key, value = self.key_value(x).view(batch, length, 2, self.n_kv_heads, self.head_dim).unbind(2)
         key, value = key.transpose(1, 2), value.transpose(1, 2)
-        query, key = self.position_qk(query, key)
+        if rotary is not None:
+            cos, sin = (angle.unsqueeze(1) for angle in rotary)
+            key = rotate(key, cos, sin)
+            query = rotate(query, cos[..., -query_in.shape[1]:, :], sin[..., -query_in.shape[1]:, :])
+        return query, key, value
+
+    def attend(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:
         attended = F.scaled_dot_product_attention(
             query, key, value, attn_mask=attn_mask, enable_gqa=self.n_kv_heads != self.n_heads,
         )
-        return self.out(attended.transpose(1, 2).reshape(batch, query_in.shape[1], -1))
+        return self.out(attended.transpose(1, 2).reshape(query.shape[0], query.shape[2], -1))
+
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor, last_query_only: bool = False,
+                rotary: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        query, key, value = self.queries_keys_values(x, x[:, -1:] if last_query_only else x, rotary)
+        return self.attend(query, key, value, attn_mask)
+
+    def step(self, x: torch.Tensor, cached_key: torch.Tensor, cached_value: torch.Tensor, cached_mask: torch.Tensor,
+             rotary: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One new step per batch entry against cached keys and values: ``x`` [B, 1, d], ``cached_key`` and
+        ``cached_value`` [B, Hkv, C, hd] (rotated at their own positions), ``cached_mask`` [B, C], ``rotary`` for
+        the new step ([B, 1, hd // 2] each) -> (output [B, 1, d], the new step's key and value [B, Hkv, 1, hd])."""
+        query, key, value = self.queries_keys_values(x, x, rotary)
+        keys_all = torch.cat([cached_key, key], dim=2)
+        values_all = torch.cat([cached_value, value], dim=2)
+        allowed = torch.cat([cached_mask, torch.ones_like(cached_mask[:, :1])], dim=1)
+        return self.attend(query, keys_all, values_all, allowed[:, None, None, :]), key, value
 
 
 def dropout_acts(training: bool) -> bool:
@@ -123,18 +170,27 @@ class TransformerBlock(nn.Module):
         self.feed_forward = nn.Sequential(nn.Linear(d_model, d_ff), nn.GELU(), nn.Linear(d_ff, d_model))
         self.dropout = GradientDropout(dropout)
 
-    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor, last_query_only: bool = False) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor, last_query_only: bool = False,
+                rotary: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         residual = x[:, -1:] if last_query_only else x
-        x = residual + self.dropout(self.attention(self.attention_norm(x), attn_mask, last_query_only))
+        x = residual + self.dropout(self.attention(self.attention_norm(x), attn_mask, last_query_only, rotary))
         return x + self.dropout(self.feed_forward(self.feed_forward_norm(x)))
+
+    def step(self, x: torch.Tensor, cached_key: torch.Tensor, cached_value: torch.Tensor, cached_mask: torch.Tensor,
+             rotary: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:meth:`forward` for one new step against a KV cache (see :meth:`SelfAttention.step`)."""
+        attended, key, value = self.attention.step(self.attention_norm(x), cached_key, cached_value, cached_mask, rotary)
+        x = x + self.dropout(attended)
+        return x + self.dropout(self.feed_forward(self.feed_forward_norm(x))), key, value
 
 
 class ContextTransformer(nn.Module):
     """Observation window -> features of the last token.
 
-    ``forward(window [*B, K, obs_dim], window_mask [*B, K] bool) -> [*B, d_model]``. Positions are
-    ``"learned"`` or ``"sinusoidal"``; the last block computes the last query only, since the
-    action is read from the last token alone.
+    ``forward(window [*B, W, obs_dim], window_mask [*B, W] bool) -> [*B, d_model]``, W =
+    :func:`window_length` (K unless rotary). Positions are ``"learned"``, ``"sinusoidal"`` or ``"rotary"``
+    (then each layer attends over the last K steps, and a rollout can use a KV cache); the last block
+    computes the last query only, since the action is read from the last token alone.
 
     >>> import torch
     >>> body = ContextTransformer(3, context_len=4, d_model=8, d_ff=16)
@@ -147,15 +203,17 @@ class ContextTransformer(nn.Module):
         super().__init__()
         if context_len < 1:
             raise ValueError(f"context_len must be >= 1, got {context_len}.")
-        self.context_len = context_len
-        self.d_model = d_model
+        if positions not in POSITIONS:
+            raise ValueError(f"positions must be one of {POSITIONS}, got '{positions}'.")
+        self.context_len, self.d_model, self.n_layers, self.position_kind = context_len, d_model, n_layers, positions
+        self.window_len = window_length(context_len, n_layers, positions)
         self.embed = nn.Linear(obs_dim, d_model)
         if positions == "learned":
             self.positions = nn.Parameter(0.02 * torch.randn(context_len, d_model))
         elif positions == "sinusoidal":
             self.register_buffer("positions", sinusoidal_positions(context_len, d_model))
         else:
-            raise ValueError(f"positions must be 'learned' or 'sinusoidal', got '{positions}'.")
+            self.positions = None
         self.blocks = nn.ModuleList(TransformerBlock(d_model, n_heads, d_ff, dropout, n_kv_heads) for _ in range(n_layers))
         self.final_norm = nn.LayerNorm(d_model)
 
@@ -163,12 +221,23 @@ class ContextTransformer(nn.Module):
         batch_shape = window.shape[:-2]
         window = window.reshape(-1, *window.shape[-2:])
         window_mask = window_mask.reshape(-1, window_mask.shape[-1])
-        x = self.embed(window) + self.positions
-        mask_all, mask_last = attention_mask(window_mask, False), attention_mask(window_mask, True)
+        x = self.embed(window)
+        rotary, span = None, None
+        if self.positions is not None:
+            x = x + self.positions
+        else:  # window slots as positions: attention sees only their differences, as in a cached rollout
+            rotary = rotary_angles(torch.arange(window.shape[-2], device=window.device), self.head_dim)
+            rotary = tuple(angle.unsqueeze(0) for angle in rotary)
+            span = self.context_len
+        mask_all, mask_last = attention_mask(window_mask, False, span), attention_mask(window_mask, True, span)
         for index, block in enumerate(self.blocks):
             last = index == len(self.blocks) - 1
-            x = block(x, mask_last if last else mask_all, last_query_only=last)
+            x = block(x, mask_last if last else mask_all, last_query_only=last, rotary=rotary)
         return self.final_norm(x[:, -1]).reshape(*batch_shape, -1)
+
+    @property
+    def head_dim(self) -> int:
+        return self.blocks[0].attention.head_dim
 
 
 class TransformerPolicyHead(nn.Module):
@@ -266,6 +335,8 @@ def make_transformer_actor(obs_dim: int, action_spec: TensorSpec, *, context_len
     (torch.Size([2, 1]), True)
     """
     token_dim = obs_dim + (frame_encoder.feature_dim if frame_encoder is not None else 0)
+    if positions == "rotary" and (d_model // n_heads) % 2:
+        raise ValueError(f"rotary positions need an even head size, got d_model // n_heads = {d_model // n_heads}.")
     body = ContextTransformer(token_dim, context_len=context_len, d_model=d_model, n_layers=n_layers, n_heads=n_heads,
                               n_kv_heads=n_kv_heads, d_ff=d_ff, dropout=dropout, positions=positions)
     action_dim = action_spec.shape[-1]
@@ -282,5 +353,14 @@ def make_transformer_actor(obs_dim: int, action_spec: TensorSpec, *, context_len
     return action_head(body, action_spec, stochastic=stochastic)
 
 
-__all__ = ["ContextTransformer", "DeclareInputs", "GradientDropout", "TransformerPolicyHead", "dropout_acts",
-           "make_transformer_actor"]
+__all__ = [
+    "POSITIONS",
+    "ContextTransformer",
+    "DeclareInputs",
+    "GradientDropout",
+    "TransformerPolicyHead",
+    "dropout_acts",
+    "make_transformer_actor",
+    "rotary_angles",
+    "window_length",
+]

@@ -11,6 +11,7 @@ from torchrl.envs import ExplorationType, set_exploration_type
 from trl_accel import keys
 from trl_accel.objectives.bc import BehaviourCloningLoss, CriticValue
 from trl_accel.stages.actor_critic import ForeachSoftUpdate
+from trl_accel.stages.windows import WindowedTrajectoryBuffer, stored_instead_of_windows
 
 #: Where the pairs in T come from.
 BC_DATA_SOURCES = ("training", "evaluation", "dagger")
@@ -20,17 +21,31 @@ BC_TARGETS = ("accelerator", "executed")
 PAIR_KEYS = (keys.OBSERVATION_WINDOW, keys.WINDOW_MASK, keys.OBSERVATION, keys.ACTION)
 
 
-def make_trajectory_buffer(capacity: int, batch_size: int, device: torch.device | str = "cpu") -> ReplayBuffer:
-    """T: a small buffer of (window, window_mask, observation, executed action) pairs, sampled without
-    replacement so one pass over it is one epoch; emptied after every BC round."""
+def make_trajectory_buffer(capacity: int, batch_size: int, device: torch.device | str = "cpu", *,
+                           context_len: int | None = None, num_streams: int = 1) -> ReplayBuffer | WindowedTrajectoryBuffer:
+    """T: a small buffer of the transformer's training pairs, sampled without replacement so one pass over it
+    is one epoch; emptied after every BC round.
+
+    With ``context_len`` (what the recipes use) the pairs are stored as single steps and get their windows
+    of ``context_len`` from T's own storage (:class:`~trl_accel.stages.windows.WindowedTrajectoryBuffer`;
+    ``num_streams``: the envs of a collector batch); without it, the pairs carry their env-built windows
+    (``observation_window``, ``window_mask``) and T is a plain ``ReplayBuffer``."""
+    if context_len is not None:
+        return WindowedTrajectoryBuffer(capacity=capacity, batch_size=batch_size, context_len=context_len,
+                                        num_streams=num_streams, device=device)
     return ReplayBuffer(storage=LazyTensorStorage(capacity, device=device),
                         sampler=SamplerWithoutReplacement(drop_last=False), batch_size=batch_size)
 
 
-def bc_pairs(batch: TensorDictBase, extra_keys: tuple = ()) -> TensorDictBase:
-    """The keys of a collector batch that go into T, flattened to one batch dimension. ``extra_keys``:
-    what else the accelerator reads to label a pair (an LSTM's ``is_init`` and recurrent state)."""
-    return batch.select(*dict.fromkeys([*PAIR_KEYS, *extra_keys])).reshape(-1)
+def bc_pairs(batch: TensorDictBase, extra_keys: tuple = (), *, windows_from_storage: bool = False) -> TensorDictBase:
+    """The keys of a collector batch that go into T, flattened to one batch dimension (env-major). ``extra_keys``:
+    what else the accelerator reads to label a pair (an LSTM's ``is_init`` and recurrent state).
+    ``windows_from_storage``: the steps without their windows, for a T that builds them
+    (:func:`~trl_accel.stages.windows.stored_instead_of_windows`)."""
+    wanted = list(dict.fromkeys([*PAIR_KEYS, *extra_keys]))
+    if windows_from_storage:
+        wanted = stored_instead_of_windows(wanted)
+    return batch.select(*wanted).reshape(-1)
 
 
 def add_state_noise(pairs: TensorDictBase, sigma: float) -> TensorDictBase:
@@ -117,7 +132,7 @@ class BehaviourCloner:
         self.num_updates += 1
         return losses.detach()
 
-    def train_on(self, trajectory_buffer: ReplayBuffer) -> dict[str, float]:
+    def train_on(self, trajectory_buffer: ReplayBuffer | WindowedTrajectoryBuffer) -> dict[str, float]:
         """``epochs`` passes over T, then T is emptied. Returns the mean of each loss term over the round,
         and ``loss_bc_first_epoch`` / ``loss_bc_last_epoch`` (how far the round brought the fit)."""
         epochs = []

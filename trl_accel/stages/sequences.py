@@ -10,6 +10,7 @@ from torchrl.data import LazyTensorStorage, ReplayBuffer, SliceSampler
 from torchrl.envs import Transform
 
 from trl_accel import keys
+from trl_accel.stages.windows import StreamWindows
 
 START_STATES = ("stored", "zero")
 #: Written by TorchRL's collector: one id per trajectory, whichever env it came from.
@@ -64,39 +65,70 @@ class SequenceView(Transform):
 
 
 class SequenceReplayBuffer(ReplayBuffer):
-    """A ``ReplayBuffer`` whose samples pass through a :class:`SequenceView` *with* the sampler's padding mask:
-    TorchRL's ``SliceSampler(pad_output=True)`` reports which steps are padding only in the sample's info,
-    which a replay transform never sees."""
+    """A ``ReplayBuffer`` that knows trajectories: its samples get their context windows from the storage
+    (``windows``, a :class:`~trl_accel.stages.windows.StreamWindows`: each step stored once) and/or pass through
+    a :class:`SequenceView` *with* the sampler's padding mask (TorchRL's ``SliceSampler(pad_output=True)``
+    reports which steps are padding only in the sample's info, which a replay transform never sees).
 
-    def __init__(self, *, view: SequenceView, **kwargs):
+    With ``windows``, :meth:`extend` takes a collector's flat, env-major batch (see
+    :meth:`~trl_accel.stages.windows.StreamWindows.place`)."""
+
+    def __init__(self, *, view: SequenceView | None = None, windows: StreamWindows | None = None, **kwargs):
         super().__init__(**kwargs)
-        self.view = view
+        self.view, self.windows = view, windows
+
+    def extend(self, data: TensorDictBase, **kwargs) -> torch.Tensor:
+        if self.windows is None:
+            return super().extend(data, **kwargs)
+        data = self.windows.place(data.clone(False))
+        rows = super().extend(data, **kwargs)
+        self.windows.stored_at(data, rows)
+        return rows
 
     def sample(self, batch_size: int | None = None, return_info: bool = False):
         data, info = super().sample(batch_size, return_info=True)
         real = info.get(PADDING_MASK_KEY) if isinstance(info, dict) else None
         if real is not None:
             data.set(PADDING_MASK_KEY, real)
-        data = self.view(data)
+        if self.windows is not None:
+            data = self.windows.attach(data, self._storage._storage)
+        if self.view is not None:
+            data = self.view(data)
         return (data, info) if return_info else data
+
+    def state_dict(self) -> dict:
+        state = super().state_dict()
+        if self.windows is not None:
+            state["windows"] = self.windows.state_dict()
+        return state
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        state_dict = dict(state_dict)
+        windows = state_dict.pop("windows", None)
+        super().load_state_dict(state_dict)
+        if self.windows is not None and windows is not None:
+            self.windows.load_state_dict(windows)
 
 
 def make_replay_buffer(size: int, batch_size: int, device: torch.device | str = "cpu",
-                       sequences: SequenceSettings | None = None) -> ReplayBuffer:
+                       sequences: SequenceSettings | None = None, windows: StreamWindows | None = None) -> ReplayBuffer:
     """Uniform replay of ``batch_size`` transitions, or, with ``sequences``, of ``batch_size`` sequences of
     ``seq_len`` steps cut from one trajectory each (TorchRL's ``SliceSampler`` on the collector's trajectory
     ids, so several envs' streams never mix; a shorter trajectory padded and masked), returned as
     ``[batch_size, seq_len]`` with a ``loss_mask``. A recurrent actor starts each sequence from the state stored
-    at its first step (or zero, ``start_state=zero``)."""
+    at its first step (or zero, ``start_state=zero``). With ``windows`` each sampled step gets its context
+    windows built from the storage (see :mod:`trl_accel.stages.windows`)."""
     storage = LazyTensorStorage(size, device=device)
     if sequences is None:
-        return ReplayBuffer(storage=storage, batch_size=batch_size)
+        if windows is None:
+            return ReplayBuffer(storage=storage, batch_size=batch_size)
+        return SequenceReplayBuffer(storage=storage, batch_size=batch_size, windows=windows)
     if sequences.start_state not in START_STATES:
         raise ValueError(f"start_state must be one of {START_STATES}, got '{sequences.start_state}'.")
     sampler = SliceSampler(slice_len=sequences.seq_len, traj_key=TRAJECTORY_KEY, strict_length=False, pad_output=True)
     zero_keys = sequences.state_keys if sequences.start_state == "zero" else ()
     return SequenceReplayBuffer(storage=storage, sampler=sampler, batch_size=batch_size * sequences.seq_len,
-                                view=SequenceView(sequences.seq_len, sequences.burn_in, zero_keys))
+                                view=SequenceView(sequences.seq_len, sequences.burn_in, zero_keys), windows=windows)
 
 
 __all__ = ["PADDING_MASK_KEY", "START_STATES", "SequenceReplayBuffer", "SequenceSettings", "SequenceView", "TRAJECTORY_KEY", "make_replay_buffer"]

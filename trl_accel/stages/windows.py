@@ -1,0 +1,225 @@
+"""Context windows built from replay: each step is stored once, and a sample gets its window at sampling time.
+
+An env that builds windows (:func:`~trl_accel.envs.context.context_window_transforms`) hands every step its
+last K observations; storing those would copy each observation 2K times into replay (the window and the next
+window). Here the buffer stores the step alone, plus three integers that place it in its env's stream of
+steps, and builds the windows of a sample from the storage:
+
+* ``("window", "stream")``: which of the ``num_streams`` envs of a batch the step came from (a collector's
+  flat batch is env-major: ``[num_envs * T]`` = ``num_envs`` runs of ``T`` consecutive steps);
+* ``("window", "step")``: its position in that env's stream (0, 1, 2, ... over the whole run, across episodes);
+* ``("window", "first")``: the stream position of its episode's first step (from ``is_init``).
+
+A per-stream ring of storage rows (``stream x position -> row``) finds the previous steps; a row counts only
+if the storage still holds that very step there (its stored stream and position match), so a window never
+crosses a reset or another env's stream, and a step that the buffer has overwritten is padding. TorchRL's
+storages, samplers and writers do the rest; what they lack (finding a step's predecessors in a flat storage
+filled by several envs) is :class:`StreamWindows`.
+
+The windows are zero-padded and masked exactly as the env-built ones (``window_mask``), and the TD target's
+``("next", <window>)`` is the window shifted by one step with the next observation at its end.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping
+
+import torch
+from tensordict import TensorDictBase
+from tensordict.utils import NestedKey
+from torchrl.data import LazyTensorStorage
+
+from trl_accel import keys
+
+STREAM_KEY = ("window", "stream")   #: [N] int64: the env (within a collector batch) the step came from
+STEP_KEY = ("window", "step")       #: [N] int64: the step's position in its env's stream
+FIRST_KEY = ("window", "first")     #: [N] int64: the stream position of its episode's first step
+PLACE_KEYS = (STREAM_KEY, STEP_KEY, FIRST_KEY)
+
+#: The per-step key each window is built from.
+WINDOW_SOURCES: dict[str, str] = {keys.OBSERVATION_WINDOW: keys.OBSERVATION, keys.PIXELS_WINDOW: keys.PIXELS}
+
+
+def stored_instead_of_windows(wanted: list[NestedKey]) -> list[NestedKey]:
+    """The keys to store when a learner reads ``wanted``: every window key (and its ``next`` entry) replaced by
+    the per-step key it is built from, ``window_mask`` dropped, ``is_init`` added (it places episode starts).
+
+    >>> stored_instead_of_windows(["observation_window", "window_mask", "action", ("next", "observation_window")])
+    ['observation', 'action', ('next', 'observation'), 'is_init']
+    """
+    stored: list[NestedKey] = []
+    for key in wanted:
+        leaf, nested = (key, False) if isinstance(key, str) else (key[-1], key[0] == "next" and len(key) == 2)
+        if leaf == keys.WINDOW_MASK:
+            continue
+        if leaf in WINDOW_SOURCES:
+            key = ("next", WINDOW_SOURCES[leaf]) if nested else WINDOW_SOURCES[leaf]
+        stored.append(key)
+    return list(dict.fromkeys([*stored, keys.IS_INIT]))
+
+
+def reads_windows(in_keys) -> bool:
+    """Whether a module or loss with these in-keys reads context windows."""
+    return any((key if isinstance(key, str) else key[-1]) in WINDOW_SOURCES for key in in_keys)
+
+
+class StreamWindows:
+    """Places steps in their env's stream as they are stored, and builds the windows of sampled steps.
+
+    ``context_len`` K; ``num_streams`` the envs of one collector batch (the flat batch handed to
+    :meth:`place` is env-major, ``num_streams`` runs of equal length); ``capacity`` the storage's size (sizes
+    the per-stream ring of rows); ``window_keys`` the windows to build (``{window_key: source_key}``, see
+    :data:`WINDOW_SOURCES`: by default every window whose source the storage holds).
+    """
+
+    def __init__(self, *, context_len: int, num_streams: int, capacity: int,
+                 window_keys: Mapping[str, str] | None = None, device: torch.device | str = "cpu"):
+        if context_len < 1 or num_streams < 1 or capacity < 1:
+            raise ValueError(f"context_len, num_streams and capacity must be >= 1, got {context_len}, {num_streams}, "
+                             f"{capacity}.")
+        self.context_len, self.num_streams = context_len, num_streams
+        self.window_keys = dict(window_keys) if window_keys is not None else None
+        # each stream holds about capacity / num_streams live rows; twice that leaves room for uneven streams
+        self.ring = 2 * math.ceil(capacity / num_streams) + context_len
+        self.rows = torch.full((num_streams, self.ring), -1, dtype=torch.long, device=device)
+        self.next_step = torch.zeros(num_streams, dtype=torch.long, device=device)
+        self.episode_first = torch.zeros(num_streams, dtype=torch.long, device=device)
+
+    def place(self, data: TensorDictBase) -> TensorDictBase:
+        """``data`` [num_streams * T] (env-major, with ``is_init``) -> the same with :data:`PLACE_KEYS` set."""
+        if data.ndim != 1 or data.numel() % self.num_streams:
+            raise ValueError(f"expected a flat env-major batch of num_streams x T steps (num_streams="
+                             f"{self.num_streams}), got batch size {tuple(data.batch_size)}.")
+        length = data.numel() // self.num_streams
+        device = self.next_step.device
+        offsets = torch.arange(length, device=device)
+        steps = self.next_step.unsqueeze(1) + offsets                                   # [E, T]
+        is_init = data.get(keys.IS_INIT).reshape(self.num_streams, length).to(device)
+        starts = torch.where(is_init, steps, torch.full_like(steps, -1)).cummax(dim=1).values
+        first = torch.maximum(starts, self.episode_first.unsqueeze(1))
+        streams = torch.arange(self.num_streams, device=device).unsqueeze(1).expand(-1, length)
+        self.next_step += length
+        self.episode_first = first[:, -1].clone()
+        placed = {STREAM_KEY: streams, STEP_KEY: steps, FIRST_KEY: first}
+        for key, value in placed.items():
+            data.set(key, value.reshape(-1).to(data.device))
+        return data
+
+    def stored_at(self, data: TensorDictBase, rows: torch.Tensor) -> None:
+        """Records that the steps of ``data`` (placed) went to storage ``rows`` [N]."""
+        rows = rows.reshape(-1).to(self.rows.device)
+        streams, steps = data.get(STREAM_KEY).to(self.rows.device), data.get(STEP_KEY).to(self.rows.device)
+        self.rows[streams, steps % self.ring] = rows
+
+    def attach(self, sample: TensorDictBase, storage: TensorDictBase) -> TensorDictBase:
+        """``sample`` [N] (placed steps drawn from ``storage``, the storage's TensorDict) -> the same with each
+        window [N, K, ...] and ``window_mask`` [N, K] set, and their ``next`` entries [N, K, ...] when the sample
+        holds the next step's observation."""
+        context_len, device = self.context_len, self.rows.device
+        streams = sample.get(STREAM_KEY).to(device).unsqueeze(1)
+        steps = sample.get(STEP_KEY).to(device).unsqueeze(1) - torch.arange(context_len - 1, -1, -1, device=device)
+        real = steps >= sample.get(FIRST_KEY).to(device).unsqueeze(1)                   # [N, K], oldest first
+        rows = self.rows[streams, steps.clamp_min(0) % self.ring]
+        safe_rows = rows.clamp_min(0)
+        real &= (rows >= 0) & (storage.get(STEP_KEY)[safe_rows] == steps) & (storage.get(STREAM_KEY)[safe_rows] == streams)
+        real[:, -1] = True  # the sampled step itself
+        window_keys = self.window_keys or {window: source for window, source in WINDOW_SOURCES.items()
+                                           if source in storage}
+        storage_device = sample.device if sample.device is not None else storage.device
+        real_here = real.to(storage_device)
+        for window_key, source in window_keys.items():
+            values = storage.get(source)[safe_rows.to(storage.device)].to(storage_device)
+            values = values * real_here.reshape(*real_here.shape, *([1] * (values.ndim - 2))).to(values.dtype)
+            sample.set(window_key, values)
+            upcoming = sample.get(("next", source), None)
+            if upcoming is not None:  # the TD target's window: one step on, the next observation last
+                sample.set(("next", window_key), torch.cat([values[:, 1:], upcoming.unsqueeze(1)], dim=1))
+        sample.set(keys.WINDOW_MASK, real_here)
+        if ("next", keys.WINDOW_MASK) in self.next_mask_wanted(sample, window_keys):
+            sample.set(("next", keys.WINDOW_MASK),
+                       torch.cat([real_here[:, 1:], torch.ones_like(real_here[:, :1])], dim=1))
+        return sample
+
+    @staticmethod
+    def next_mask_wanted(sample: TensorDictBase, window_keys: Mapping[str, str]) -> set:
+        """``{("next", "window_mask")}`` when the sample holds a next step to build a next window from."""
+        has_next = any(("next", source) in sample.keys(True) for source in window_keys.values())
+        return {("next", keys.WINDOW_MASK)} if has_next else set()
+
+    def state_dict(self) -> dict:
+        return {"rows": self.rows.clone(), "next_step": self.next_step.clone(), "episode_first": self.episode_first.clone()}
+
+    def load_state_dict(self, state: dict) -> None:
+        device = self.rows.device
+        self.rows = state["rows"].to(device, copy=True)
+        self.next_step = state["next_step"].to(device, copy=True)
+        self.episode_first = state["episode_first"].to(device, copy=True)
+
+
+class WindowedTrajectoryBuffer:
+    """Stage one's T with windows from its own storage: ``extend`` the fresh steps (flat, env-major, with
+    ``is_init``), iterate one epoch of shuffled batches with their windows, ``empty`` it after a BC round.
+
+    Emptying makes the steps unavailable for sampling but keeps them as history: the first steps of the next
+    round still see their episode's earlier observations, as an env-built window would. ``history_only=True``
+    stores steps as history alone (the random phase before T starts filling). Beyond ``capacity`` fresh steps
+    the oldest become history (as a full circular buffer overwrites them). The storage holds
+    ``capacity`` fresh steps plus ``context_len - 1`` steps of history per stream.
+    """
+
+    def __init__(self, *, capacity: int, batch_size: int, context_len: int, num_streams: int = 1,
+                 device: torch.device | str = "cpu", generator: torch.Generator | None = None):
+        size = capacity + num_streams * (context_len - 1) + num_streams
+        self.storage = LazyTensorStorage(size, device=device)
+        self.windows = StreamWindows(context_len=context_len, num_streams=num_streams, capacity=size, device=device)
+        self.capacity, self.batch_size, self.size = capacity, batch_size, size
+        self.written = 0        # steps ever stored (the next one goes to row written % size)
+        self.fresh_from = 0     # steps written before this are history only
+        self.generator = generator
+
+    def __len__(self) -> int:
+        return self.written - self.fresh_from
+
+    def extend(self, data: TensorDictBase, *, history_only: bool = False) -> None:
+        data = self.windows.place(data.clone(False))
+        rows = (self.written + torch.arange(data.numel())) % self.size
+        self.storage.set(rows, data)
+        self.windows.stored_at(data, rows)
+        self.written += data.numel()
+        if history_only:
+            self.fresh_from = self.written
+        self.fresh_from = max(self.fresh_from, self.written - self.capacity)  # the oldest fresh steps become history
+
+    def empty(self) -> None:
+        self.fresh_from = self.written
+
+    def __iter__(self) -> Iterator[TensorDictBase]:
+        if len(self) == 0:
+            return
+        ids = self.fresh_from + torch.randperm(len(self), generator=self.generator)
+        for batch_ids in ids.split(self.batch_size):
+            rows = batch_ids % self.size
+            sample = self.storage.get(rows)
+            yield self.windows.attach(sample, self.storage._storage)
+
+    def state_dict(self) -> dict:
+        return {"storage": self.storage.state_dict(), "windows": self.windows.state_dict(), "written": self.written,
+                "fresh_from": self.fresh_from}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.storage.load_state_dict(state["storage"])
+        self.windows.load_state_dict(state["windows"])
+        self.written, self.fresh_from = state["written"], state["fresh_from"]
+
+
+__all__ = [
+    "FIRST_KEY",
+    "PLACE_KEYS",
+    "STEP_KEY",
+    "STREAM_KEY",
+    "WINDOW_SOURCES",
+    "StreamWindows",
+    "WindowedTrajectoryBuffer",
+    "reads_windows",
+    "stored_instead_of_windows",
+]

@@ -9,7 +9,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from trl_accel.envs.make import check_env_available, episode_limit
+from trl_accel.envs.make import TORCH_TASKS, check_env_available, episode_limit
 from trl_accel.envs.maniskill import (
     default_max_episode_steps,
     is_maniskill_config,
@@ -171,6 +171,14 @@ def _check_accelerator(cfg: DictConfig) -> None:
         else:
             _require(acc.burn_in < acc.seq_len,
                      f"accelerator.burn_in must be in [0, accelerator.seq_len={acc.seq_len}), got {acc.burn_in}.")
+    if acc.privileged:
+        _require(acc.type == "mlp" and cfg.env.obs_mode != "rgb",
+                 f"accelerator.privileged=true is for the MLP accelerator on state observations (it reads the full "
+                 f"state in place of a memory), got accelerator={acc.type}"
+                 f"{', env.obs_mode=rgb' if cfg.env.obs_mode == 'rgb' else ''}.")
+        _require(cfg.env.pomdp is not None or cfg.env.name in TORCH_TASKS,
+                 f"accelerator.privileged=true needs a partially observed task (env.pomdp set, or one of {TORCH_TASKS}), "
+                 f"so that there is a hidden state to read; {cfg.env.name} is fully observed here.")
 
 
 def _check_buffers(cfg: DictConfig) -> None:

@@ -99,11 +99,15 @@ class Agents:
 
     ``sequences`` is set when the critics are recurrent: replay then samples sequences. The critics'
     inputs other than the action (``observation``; ``is_init`` of a recurrent critic, ``pixels`` of a
-    pixel critic) are declared here as the transformer's pass-through keys, so that ``TD3Loss`` hands
-    them on to the critics in stage two. With pixels every module has its own encoder.
+    pixel critic; ``state`` of a privileged one) are declared here as the transformer's pass-through keys, so
+    that ``TD3Loss`` hands them on to the critics in stage two. With pixels every module has its own encoder.
+    ``accelerator.privileged``: the MLP accelerator and its critics read the full ``state`` [*B, state_dim]
+    while the transformer reads the (masked) observation; stage two keeps these critics (asymmetric
+    actor-critic).
     """
 
-    def __init__(self, cfg: DictConfig, obs_dim: int, action_spec: TensorSpec, device: torch.device):
+    def __init__(self, cfg: DictConfig, obs_dim: int, action_spec: TensorSpec, device: torch.device,
+                 state_dim: int | None = None):
         stochastic = cfg.algo.name == "sac"
         action_dim = action_spec.shape[-1]
         acc = cfg.accelerator
@@ -126,6 +130,11 @@ class Agents:
                                                     **image)
             self.critics = make_pixel_twin_q_critics(obs_dim, action_dim, hidden_sizes=hidden_sizes, **image)
             frame_encoder = PixelEncoder(**image)
+        elif acc.privileged:  # the teacher and the critics read the full state; the transformer its observations
+            self.accelerator = make_mlp_actor(state_dim, action_spec, hidden_sizes=hidden_sizes, stochastic=stochastic,
+                                              in_keys=[keys.STATE])
+            self.critics = make_twin_q_critics(state_dim, action_dim, hidden_sizes=hidden_sizes,
+                                               in_keys=[keys.STATE, keys.ACTION])
         else:
             self.accelerator = make_mlp_actor(obs_dim, action_spec, hidden_sizes=hidden_sizes, stochastic=stochastic)
             self.critics = make_twin_q_critics(obs_dim, action_dim, hidden_sizes=hidden_sizes)
@@ -167,7 +176,8 @@ def build_env(cfg: DictConfig, device: torch.device, seed: int | None = None, nu
                                           seed=seed, max_episode_steps=e.max_episode_steps, image_size=e.image_size)
     else:
         env = make_env(e.name, window, device, seed=seed, max_episode_steps=e.max_episode_steps,
-                       num_envs=num_envs or 1, pomdp=e.pomdp)
+                       num_envs=num_envs or 1, pomdp=e.pomdp, keep_state=cfg.accelerator.privileged,
+                       options=OmegaConf.to_container(e.options) if e.options else None)
     for transform in extra_transforms:
         env.append_transform(transform.clone())
     return env
@@ -442,7 +452,9 @@ def run_experiment(cfg: DictConfig, run_dir: Path | str | None = None, *, overri
     device = resolve_device(str(cfg.device))
     seed_everything(cfg.seed)
     env = build_env(cfg, device, seed=cfg.seed)
-    agents = Agents(cfg, env.observation_spec[keys.OBSERVATION].shape[-1], env.action_spec_unbatched.to(device), device)
+    state_spec = env.observation_spec.get(keys.STATE, None)
+    agents = Agents(cfg, env.observation_spec[keys.OBSERVATION].shape[-1], env.action_spec_unbatched.to(device), device,
+                    state_dim=state_spec.shape[-1] if state_spec is not None else None)
     for transform in agents.env_transforms():  # what the agents need of the env (an LSTM's state primer)
         env.append_transform(transform)
     evaluate = Evaluator(cfg, device, agents)

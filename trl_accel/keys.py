@@ -15,6 +15,7 @@ EPISODE_REWARD = "episode_reward"     #: [*B, 1] the running return (RewardSum)
 SUCCESS = "success"                   #: [*B, 1] bool (ManiSkill tasks)
 REWARD, DONE, TERMINATED, TRUNCATED = "reward", "done", "terminated", "truncated"
 
+STATE = "state"                       #: [*B, S] the full state, for a privileged accelerator (partially observed tasks)
 PREV_ACTION = "prev_action"           #: [*B, A] the action executed at the previous step, zero at an episode's start
 PREV_REWARD = "prev_reward"           #: [*B, 1] the previous step's reward, zero at an episode's start
 

@@ -86,6 +86,7 @@ class EnvConfig:
     sim_backend: Optional[str] = bounded(None, choices=("physx_cpu", "physx_cuda"))
     control_mode: Optional[str] = None
     image_size: Optional[int] = bounded(None, low=36)
+    options: Optional[Dict[str, Any]] = None  # keywords of a pure-torch task's factory (cue_reach)
 
 
 @dataclass
@@ -103,6 +104,7 @@ class AcceleratorConfig:
     start_state: Optional[str] = bounded(None, choices=("stored", "zero"))
     shared_critic_trunk: Optional[bool] = None  # recurrent: the twin critics' heads share one recurrent trunk
     batch_size: Optional[int] = bounded(None, low=1)  # sequences per update (recurrent); null = algo.batch_size
+    privileged: bool = False  # the accelerator actor and critics read the full state (partially observed tasks)
 
 
 @dataclass

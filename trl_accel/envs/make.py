@@ -10,11 +10,14 @@ from torchrl.envs import (
     EnvBase,
     GymEnv,
     InitTracker,
+    RenameTransform,
     RewardSum,
     SerialEnv,
     StepCounter,
     TransformedEnv,
 )
+
+from trl_accel import keys
 
 from trl_accel.envs.context import context_window_transforms
 from trl_accel.envs.errors import EnvConfigError
@@ -31,6 +34,10 @@ KNOWN_ENVS: dict[str, str] = {
     "inverted_pendulum": "InvertedPendulum-v5",
 }
 
+#: Batched pure-torch tasks of this package (``env.name``): built with all their envs in one, ``env.options``
+#: passed to the factory, the full state under ``state``.
+TORCH_TASKS = ("cue_reach",)
+
 _MUJOCO_PREFIXES = ("HalfCheetah", "Hopper", "Ant", "Walker2d", "InvertedPendulum", "InvertedDoublePendulum",
                     "Humanoid", "Swimmer", "Reacher", "Pusher")
 
@@ -43,6 +50,8 @@ def check_env_available(env_name: str) -> None:
     """Raise :class:`EnvConfigError` if ``env_name`` is unknown to gymnasium or MuJoCo is missing."""
     import gymnasium as gym
 
+    if env_name in TORCH_TASKS:
+        return
     if env_name not in gym.registry:
         known = ", ".join(f"{group} ({gym_id})" for group, gym_id in KNOWN_ENVS.items())
         raise EnvConfigError(
@@ -60,16 +69,19 @@ def check_env_available(env_name: str) -> None:
 
 
 def make_base_env(env_name: str, device: torch.device | str = "cpu", seed: int | None = None,
-                  max_episode_steps: int | None = None, pomdp: str | None = None) -> EnvBase:
+                  max_episode_steps: int | None = None, pomdp: str | None = None, keep_state: bool = False) -> EnvBase:
     """A single gymnasium env as a TorchRL env with float32 observations and actions.
 
     With ``pomdp`` (see :data:`trl_accel.envs.pomdp.POMDP_MODES`) an
     :class:`~trl_accel.envs.pomdp.ObservationMask` follows ``DoubleToFloat``, so ``observation``
-    is already masked for every transform added on top.
+    is already masked for every transform added on top; ``keep_state`` first copies the full observation
+    to ``state`` (what a privileged accelerator reads).
     """
     check_pomdp(env_name, pomdp)
     kwargs = {"max_episode_steps": max_episode_steps} if max_episode_steps else {}
     env = TransformedEnv(GymEnv(env_name, device=device, **kwargs), DoubleToFloat())
+    if keep_state:
+        env.append_transform(RenameTransform([keys.OBSERVATION], [keys.STATE], create_copy=True))
     if pomdp is not None:
         env.append_transform(pomdp_transform(env_name, pomdp))
     if seed is not None:
@@ -92,17 +104,28 @@ def env_transforms(context_len: int | None) -> Compose:
 
 def make_env(env_name: str, context_len: int | None, device: torch.device | str = "cpu", seed: int | None = None,
              max_episode_steps: int | None = None, num_envs: int = 1,
-             pomdp: str | None = None) -> TransformedEnv:
+             pomdp: str | None = None, keep_state: bool = False, options: dict | None = None) -> TransformedEnv:
     """A training or evaluation env: ``num_envs`` copies (a :class:`SerialEnv` when > 1) plus windows.
 
     With ``num_envs > 1`` each copy gets its own seed (``seed``, ``seed + 1``, ...), which is what
     evaluation over several episodes uses. ``pomdp`` masks the observation of every copy before the
-    windows are built (``None``: fully observed).
+    windows are built (``None``: fully observed); ``keep_state`` keeps the full observation under ``state``.
+    A task of :data:`TORCH_TASKS` is one batched env of ``num_envs`` (``options``: its factory's keywords,
+    ``max_episode_steps`` its episode length); it always writes ``state``.
     """
     check_env_available(env_name)
+    if env_name in TORCH_TASKS:
+        base = make_torch_task(env_name, num_envs=num_envs, device=device, max_episode_steps=max_episode_steps,
+                               options=options)
+        env = TransformedEnv(base, env_transforms(context_len))
+        if seed is not None:
+            env.set_seed(seed)
+        return env
+    if options:
+        raise EnvConfigError(f"env.options are for the tasks {TORCH_TASKS}; '{env_name}' takes none (set env.options=null).")
     check_pomdp(env_name, pomdp)
     factory: Callable[[], EnvBase] = lambda: make_base_env(  # noqa: E731
-        env_name, device, None, max_episode_steps, pomdp=pomdp
+        env_name, device, None, max_episode_steps, pomdp=pomdp, keep_state=keep_state
     )
     base = factory() if num_envs == 1 else SerialEnv(num_envs, factory, device=device)
     env = TransformedEnv(base, env_transforms(context_len), auto_unwrap=True)
@@ -111,8 +134,27 @@ def make_env(env_name: str, context_len: int | None, device: torch.device | str 
     return env
 
 
+def make_torch_task(env_name: str, *, num_envs: int, device: torch.device | str, max_episode_steps: int | None,
+                    options: dict | None) -> EnvBase:
+    """A task of :data:`TORCH_TASKS` with ``num_envs`` envs in one batch."""
+    from trl_accel.envs.cue_reach import make_cue_reach_env
+
+    kwargs = dict(options or {})
+    if max_episode_steps:
+        kwargs["episode_steps"] = max_episode_steps
+    try:
+        return make_cue_reach_env(num_envs=num_envs, device=device, **kwargs)
+    except TypeError as err:
+        raise EnvConfigError(f"env.options for {env_name}: {err}. See trl_accel/envs/cue_reach.py for its options.") from err
+
+
 def episode_limit(env_name: str, max_episode_steps: int | None = None) -> int:
-    """The episode length cap: ``max_episode_steps`` if given, else gymnasium's registered limit."""
+    """The episode length cap: ``max_episode_steps`` if given, else gymnasium's registered limit (a task of
+    :data:`TORCH_TASKS`: its factory's default)."""
+    if env_name in TORCH_TASKS:
+        from trl_accel.envs.cue_reach import EPISODE_STEPS
+
+        return max_episode_steps or EPISODE_STEPS
     import gymnasium as gym
 
     return max_episode_steps or gym.spec(env_name).max_episode_steps or 1000

@@ -7,14 +7,13 @@ import pytest
 import torch
 from torchrl.data import Bounded
 
+from tests.conftest import TINY, compose_config
 from trl_accel import keys
 from trl_accel.config import validate_config
 from trl_accel.envs.make import make_env
 from trl_accel.experiment import Agents, replay_keys, run_experiment
 from trl_accel.modules.kv_cache import KV_CACHE, KV_MASK
 from trl_accel.stages import make_learner
-
-from tests.conftest import TINY, compose_config
 
 
 def config(*overrides: str):
@@ -40,7 +39,7 @@ def test_privileged_keys_never_reach_the_transformer():
     learner = make_learner("td3", agents.transformer, agents.critics, Bounded(-2.0, 2.0, shape=(1,)),
                            settings={key: value for key, value in cfg.algo.items() if key != "name" and value is not None})
     stored = replay_keys(learner.loss)(rollout)
-    assert keys.STATE in stored.keys() and keys.OBSERVATION_WINDOW not in stored.keys()
+    assert keys.STATE in stored and keys.OBSERVATION_WINDOW not in stored
 
 
 @pytest.mark.parametrize("recipe_overrides", [

@@ -253,8 +253,12 @@ class Experiment:
                        "action_dim": env.action_spec_unbatched.shape[-1], "context_len": cfg.transformer.context_len}
 
     def learner(self, actor: TensorDictModule):
+        """TD3/SAC for ``actor`` with the twin critics; the accelerator's at ``accelerator.lr`` when set."""
+        settings = self.settings()
+        if actor is self.agents.accelerator and self.cfg.accelerator.lr is not None:
+            settings["lr"] = self.cfg.accelerator.lr
         return make_learner(self.cfg.algo.name, actor, self.agents.critics, self.env.action_spec_unbatched.to(self.device),
-                            settings=self.settings(), compile=self.cfg.compile)
+                            settings=settings, compile=self.cfg.compile)
 
     def settings(self) -> dict:
         return {key: value for key, value in OmegaConf.to_container(self.cfg.algo).items() if key != "name" and value is not None}

@@ -104,6 +104,7 @@ class AcceleratorConfig:
     start_state: Optional[str] = bounded(None, choices=("stored", "zero"))
     shared_critic_trunk: Optional[bool] = None  # recurrent: the twin critics' heads share one recurrent trunk
     batch_size: Optional[int] = bounded(None, low=1)  # sequences per update (recurrent); null = algo.batch_size
+    lr: Optional[float] = bounded(None, low=0.0, low_open=True)  # the accelerator learner's; null = algo.lr
     privileged: bool = False  # the accelerator actor and critics read the full state (partially observed tasks)
 
 

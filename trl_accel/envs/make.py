@@ -1,7 +1,7 @@
 """Environment factories: a gymnasium task wrapped as a TorchRL env with context windows."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torchrl.envs import (
@@ -18,7 +18,6 @@ from torchrl.envs import (
 )
 
 from trl_accel import keys
-
 from trl_accel.envs.context import context_window_transforms
 from trl_accel.envs.errors import EnvConfigError
 from trl_accel.envs.pomdp import check_pomdp, pomdp_transform
@@ -124,7 +123,7 @@ def make_env(env_name: str, context_len: int | None, device: torch.device | str 
     if options:
         raise EnvConfigError(f"env.options are for the tasks {TORCH_TASKS}; '{env_name}' takes none (set env.options=null).")
     check_pomdp(env_name, pomdp)
-    factory: Callable[[], EnvBase] = lambda: make_base_env(  # noqa: E731
+    factory: Callable[[], EnvBase] = lambda: make_base_env(
         env_name, device, None, max_episode_steps, pomdp=pomdp, keep_state=keep_state
     )
     base = factory() if num_envs == 1 else SerialEnv(num_envs, factory, device=device)

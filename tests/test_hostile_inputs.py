@@ -45,6 +45,8 @@ TD3_BAD_INPUTS = [
     ("transformer.dropout=2", r"transformer.dropout=2.0 is out of range: it must be in \[0.0, 1.0\)"),
     ("transformer.positions=foo", r"transformer.positions='foo' is out of range: it must be one of \('learned', 'sinusoidal', 'rotary'\)"),
     ("transformer.rollout=cache", r"transformer.rollout=cache needs transformer.positions=rotary"),
+    ("transformer.tokens=[prev_action]", r"transformer.tokens must start with observation"),
+    ("transformer.tokens=[observation,prev_speed]", r"transformer.tokens.*prev_speed"),
     ("transformer.rollout=cache transformer.positions=rotary transformer.context_len=1",
      r"transformer.rollout=cache needs transformer.context_len >= 2, got 1"),
     ("transformer.positions=rotary transformer.n_heads=3 transformer.d_model=9",

@@ -119,6 +119,9 @@ def _check_transformer(t: DictConfig) -> None:
     if t.positions == "rotary":
         _require((t.d_model // t.n_heads) % 2 == 0,
                  f"transformer.positions=rotary needs an even head size, got d_model // n_heads = {t.d_model // t.n_heads}.")
+    _require(len(t.tokens) > 0 and t.tokens[0] == "observation" and len(set(t.tokens)) == len(t.tokens),
+             f"transformer.tokens must start with observation, then any of prev_action, prev_reward, each once; "
+             f"got {list(t.tokens)}.")
     if t.rollout == "cache":
         _require(t.positions == "rotary",
                  f"transformer.rollout=cache needs transformer.positions=rotary (cached keys must not depend on the "

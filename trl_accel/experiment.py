@@ -39,6 +39,7 @@ from trl_accel.config import (
     validate_config,
 )
 from trl_accel.envs import PreviousActionReward, make_env
+from trl_accel.envs.context import frame_window
 from trl_accel.envs.maniskill import is_maniskill_config, make_maniskill_training_env
 from trl_accel.evaluation import evaluate_policy
 from trl_accel.loop import Run, RunState, collect_and_learn
@@ -56,6 +57,7 @@ from trl_accel.modules.recurrent import (
     recurrent_state_keys,
     recurrent_state_primer,
 )
+from trl_accel.modules.transformer import TOKEN_WINDOWS
 from trl_accel.plots import plot_curves
 from trl_accel.run_dir import open_resumed_run, prepare_run_dir, truncate_metrics
 from trl_accel.stages import (
@@ -141,6 +143,9 @@ class Agents:
         critic = self.critics[0]
         critic_inputs = [key for key in critic.in_keys if key != keys.ACTION and ("next", key) not in critic.out_keys]
         network = {key: value for key, value in cfg.transformer.items() if key != "rollout"}
+        self.extra_tokens = [name for name in cfg.transformer.tokens if name != keys.OBSERVATION]
+        self.previous = self.previous or bool(self.extra_tokens)
+        self.window = None if cfg.transformer.rollout == "cache" else transformer_window(cfg)
         self.transformer = make_transformer_actor(obs_dim, action_spec, **network, stochastic=stochastic,
                                                   passthrough_keys=critic_inputs, frame_encoder=frame_encoder)
         self.accelerator.to(device)
@@ -153,7 +158,10 @@ class Agents:
     def env_transforms(self) -> list:
         """What the envs need for these agents: a recurrent actor's state primer, the previous action and
         reward when it reads them, and the transformer's KV-cache primer when it rolls out with one."""
-        return ([PreviousActionReward()] if self.previous else []) + (
+        token_windows = ([transform for name in self.extra_tokens
+                          for transform in frame_window(name, TOKEN_WINDOWS[name], self.window, frame_dims=1)]
+                         if self.window is not None else [])
+        return ([PreviousActionReward(), *token_windows] if self.previous else []) + (
             [recurrent_state_primer(self.accelerator)] if self.recurrent else []) + (
             [kv_cache_primer(self.transformer)] if self.cached else [])
 

@@ -24,6 +24,8 @@ OBSERVATION_WINDOW = "observation_window"  #: [*B, K, D] the episode's last K ob
 PIXELS_WINDOW = "pixels_window"            #: [*B, K, 3, H, W] the episode's last K frames
 WINDOW_MASK = "window_mask"                #: [*B, K] bool, True where the window holds a real observation
 TOKEN_WINDOW = "token_window"              #: [*B, K, D + F] observation and encoded frame per position
+PREV_ACTION_WINDOW = "prev_action_window"  #: [*B, K, A] the previous actions of the window's steps (zero at a reset)
+PREV_REWARD_WINDOW = "prev_reward_window"  #: [*B, K, 1] the previous rewards of the window's steps
 
 # ---- policy and critic outputs
 ACTION = "action"                          #: [*B, A] within the action spec

@@ -120,7 +120,8 @@ class TransformerConfig:
     d_ff: int = bounded(512, low=1)
     dropout: float = bounded(0.05, low=0.0, high=1.0, high_open=True)
     positions: str = bounded("learned", choices=("learned", "sinusoidal", "rotary"))
-    rollout: str = bounded("window", choices=("window", "cache"))  # cache: KV-cache rollouts (rotary positions)
+    rollout: str = bounded("window", choices=("window", "cache"))
+    tokens: List[str] = bounded(choices=("observation", "prev_action", "prev_reward"), factory=lambda: ["observation"])  # cache: KV-cache rollouts (rotary positions)
 
 
 @dataclass

@@ -58,7 +58,8 @@ def kv_cache_primer(network: nn.Module) -> TensorDictPrimer:
 class CachedTransformerBody(TensorDictModuleBase):
     """One step of a :class:`~trl_accel.modules.transformer.TransformerPolicyHead` against a KV cache.
 
-    Reads ``observation`` [*B, D] (and ``pixels`` [*B, 3, H, W] with a frame encoder), ``step_count`` [*B, 1]
+    Reads ``observation`` [*B, D] (and ``pixels`` [*B, 3, H, W] with a frame encoder; ``prev_action`` [*B, A] and
+    ``prev_reward`` [*B, 1] when the tokens hold them), ``step_count`` [*B, 1]
     (the step's rotary position), ``is_init`` [*B, 1], ``kv_cache`` and ``kv_mask``; writes ``param``
     [*B, out] and ``("next", "kv_cache")``, ``("next", "kv_mask")``. Shares the network (and so its parameters)
     with the window actor that the learner trains."""
@@ -71,8 +72,9 @@ class CachedTransformerBody(TensorDictModuleBase):
         if network.body.context_len < 2:
             raise ValueError(f"a KV-cache rollout needs context_len >= 2, got {network.body.context_len}.")
         self.network, self.frame_tokens = network, frame_tokens
-        self.in_keys = [keys.OBSERVATION, *([keys.PIXELS] if frame_tokens is not None else []), keys.STEP_COUNT,
-                        keys.IS_INIT, KV_CACHE, KV_MASK]
+        self.extra_tokens = list(network.body.extra_embeddings.keys())
+        self.in_keys = [keys.OBSERVATION, *([keys.PIXELS] if frame_tokens is not None else []), *self.extra_tokens,
+                        keys.STEP_COUNT, keys.IS_INIT, KV_CACHE, KV_MASK]
         self.out_keys = [keys.PARAM, ("next", KV_CACHE), ("next", KV_MASK)]
 
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
@@ -90,7 +92,9 @@ class CachedTransformerBody(TensorDictModuleBase):
         mask = mask & ~fresh[:, None]
         position = tensordict.get(keys.STEP_COUNT).reshape(-1, 1)
         rotary = rotary_angles(position, body.head_dim)
-        x = body.embed(tokens)
+        extras = tuple(tensordict.get(name).reshape(-1, 1, body.extra_embeddings[name].in_features)
+                       for name in self.extra_tokens)
+        x = body.embed_tokens(tokens, extras)
         new_entries = []
         for layer, block in enumerate(body.blocks):
             attention = block.attention

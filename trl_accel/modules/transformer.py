@@ -44,6 +44,11 @@ def sinusoidal_positions(length: int, d_model: int) -> torch.Tensor:
 
 
 POSITIONS = ("learned", "sinusoidal", "rotary")
+#: What a token can hold besides the observation, each with its own embedding (summed): the previous step's
+#: action and reward (zero at an episode's start).
+EXTRA_TOKENS = (keys.PREV_ACTION, keys.PREV_REWARD)
+#: The window each extra token part is read from.
+TOKEN_WINDOWS = {keys.PREV_ACTION: keys.PREV_ACTION_WINDOW, keys.PREV_REWARD: keys.PREV_REWARD_WINDOW}
 
 
 def window_length(context_len: int, n_layers: int, positions: str) -> int:
@@ -199,7 +204,8 @@ class ContextTransformer(nn.Module):
     """
 
     def __init__(self, obs_dim: int, *, context_len: int, d_model: int = 256, n_layers: int = 1, n_heads: int = 2,
-                 n_kv_heads: int | None = None, d_ff: int = 512, dropout: float = 0.05, positions: str = "learned"):
+                 n_kv_heads: int | None = None, d_ff: int = 512, dropout: float = 0.05, positions: str = "learned",
+                 extra_tokens: dict[str, int] | None = None):
         super().__init__()
         if context_len < 1:
             raise ValueError(f"context_len must be >= 1, got {context_len}.")
@@ -208,6 +214,7 @@ class ContextTransformer(nn.Module):
         self.context_len, self.d_model, self.n_layers, self.position_kind = context_len, d_model, n_layers, positions
         self.window_len = window_length(context_len, n_layers, positions)
         self.embed = nn.Linear(obs_dim, d_model)
+        self.extra_embeddings = nn.ModuleDict({name: nn.Linear(size, d_model) for name, size in (extra_tokens or {}).items()})
         if positions == "learned":
             self.positions = nn.Parameter(0.02 * torch.randn(context_len, d_model))
         elif positions == "sinusoidal":
@@ -217,11 +224,20 @@ class ContextTransformer(nn.Module):
         self.blocks = nn.ModuleList(TransformerBlock(d_model, n_heads, d_ff, dropout, n_kv_heads) for _ in range(n_layers))
         self.final_norm = nn.LayerNorm(d_model)
 
-    def forward(self, window: torch.Tensor, window_mask: torch.Tensor) -> torch.Tensor:
+    def embed_tokens(self, window: torch.Tensor, extra_windows: tuple[torch.Tensor, ...] = ()) -> torch.Tensor:
+        """``window`` [N, L, D] and one window [N, L, d_i] per extra token part (in ``extra_embeddings``' order)
+        -> tokens [N, L, d_model]: the sum of their embeddings."""
+        x = self.embed(window)
+        for embedding, extra in zip(self.extra_embeddings.values(), extra_windows, strict=True):
+            x = x + embedding(extra)
+        return x
+
+    def forward(self, window: torch.Tensor, window_mask: torch.Tensor, *extra_windows: torch.Tensor) -> torch.Tensor:
         batch_shape = window.shape[:-2]
         window = window.reshape(-1, *window.shape[-2:])
         window_mask = window_mask.reshape(-1, window_mask.shape[-1])
-        x = self.embed(window)
+        extra_windows = tuple(extra.reshape(-1, *extra.shape[-2:]) for extra in extra_windows)
+        x = self.embed_tokens(window, extra_windows)
         rotary, span = None, None
         if self.positions is not None:
             x = x + self.positions
@@ -242,15 +258,15 @@ class ContextTransformer(nn.Module):
 
 class TransformerPolicyHead(nn.Module):
     """Transformer body plus a linear layer to unbounded action parameters:
-    ``forward(window [*B, K, D], window_mask [*B, K]) -> param [*B, out_dim]``."""
+    ``forward(window [*B, K, D], window_mask [*B, K], *extra_windows) -> param [*B, out_dim]``."""
 
     def __init__(self, body: ContextTransformer, out_dim: int):
         super().__init__()
         self.body = body
         self.head = nn.Linear(body.d_model, out_dim)
 
-    def forward(self, window: torch.Tensor, window_mask: torch.Tensor) -> torch.Tensor:
-        return self.head(self.body(window, window_mask))
+    def forward(self, window: torch.Tensor, window_mask: torch.Tensor, *extra_windows: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(window, window_mask, *extra_windows))
 
 
 class FrameTokens(nn.Module):
@@ -294,7 +310,8 @@ def make_transformer_actor(obs_dim: int, action_spec: TensorSpec, *, context_len
                            n_layers: int = 1, n_heads: int = 2, n_kv_heads: int | None = None, d_ff: int = 512,
                            dropout: float = 0.05, positions: str = "learned", stochastic: bool = False,
                            passthrough_keys: Sequence[NestedKey] = (),
-                           frame_encoder: nn.Module | None = None) -> TensorDictSequential:
+                           frame_encoder: nn.Module | None = None,
+                           tokens: Sequence[str] = (keys.OBSERVATION,)) -> TensorDictSequential:
     """Context-window transformer actor (Table 1 defaults: 1 layer, 2 heads, d_model 256,
     feed-forward 512, dropout 0.05, K = 3).
 
@@ -310,6 +327,9 @@ def make_transformer_actor(obs_dim: int, action_spec: TensorSpec, *, context_len
     ``frame_encoder`` (e.g. a :class:`~trl_accel.modules.encoders.PixelEncoder`, the transformer's own):
     each token is then the observation concatenated with the encoded frame of ``pixels_window``
     [*B, K, 3, H, W] (written as ``token_window``).
+
+    ``tokens``: what a token holds, ``observation`` and optionally ``prev_action`` and ``prev_reward`` (read from
+    ``prev_action_window`` [*B, K, A] and ``prev_reward_window`` [*B, K, 1]), each with its own embedding, summed.
 
     Dropout acts only on gradient steps (:func:`dropout_acts`): in ``train()`` mode, with gradients
     enabled and outside a deterministic exploration type. A rollout under
@@ -334,19 +354,25 @@ def make_transformer_actor(obs_dim: int, action_spec: TensorSpec, *, context_len
     >>> out["action"].shape, bool(out["action"].abs().max() <= 2.0)
     (torch.Size([2, 1]), True)
     """
+    tokens = list(tokens)
+    if not tokens or tokens[0] != keys.OBSERVATION or not set(tokens[1:]) <= set(EXTRA_TOKENS) or len(set(tokens)) != len(tokens):
+        raise ValueError(f"tokens must be 'observation' followed by any of {EXTRA_TOKENS}, got {tokens}.")
+    action_dim = action_spec.shape[-1]
+    extra_tokens = {name: action_dim if name == keys.PREV_ACTION else 1 for name in tokens[1:]}
     token_dim = obs_dim + (frame_encoder.feature_dim if frame_encoder is not None else 0)
     if positions == "rotary" and (d_model // n_heads) % 2:
         raise ValueError(f"rotary positions need an even head size, got d_model // n_heads = {d_model // n_heads}.")
     body = ContextTransformer(token_dim, context_len=context_len, d_model=d_model, n_layers=n_layers, n_heads=n_heads,
-                              n_kv_heads=n_kv_heads, d_ff=d_ff, dropout=dropout, positions=positions)
-    action_dim = action_spec.shape[-1]
+                              n_kv_heads=n_kv_heads, d_ff=d_ff, dropout=dropout, positions=positions,
+                              extra_tokens=extra_tokens)
     network = TransformerPolicyHead(body, 2 * action_dim if stochastic else action_dim)
     window_key = keys.OBSERVATION_WINDOW if frame_encoder is None else keys.TOKEN_WINDOW
     parts: list[TensorDictModuleBase] = []
     if frame_encoder is not None:
         parts.append(TensorDictModule(FrameTokens(frame_encoder), in_keys=[keys.OBSERVATION_WINDOW, keys.PIXELS_WINDOW],
                                       out_keys=[keys.TOKEN_WINDOW]))
-    parts.append(TensorDictModule(network, in_keys=[window_key, keys.WINDOW_MASK], out_keys=[keys.PARAM]))
+    parts.append(TensorDictModule(network, in_keys=[window_key, keys.WINDOW_MASK, *(TOKEN_WINDOWS[name] for name in extra_tokens)],
+                                  out_keys=[keys.PARAM]))
     if passthrough_keys:  # last, so that the parameters' names do not depend on it
         parts.append(DeclareInputs(passthrough_keys))
     body = parts[0] if len(parts) == 1 else TensorDictSequential(*parts)

@@ -37,7 +37,8 @@ FIRST_KEY = ("window", "first")     #: [N] int64: the stream position of its epi
 PLACE_KEYS = (STREAM_KEY, STEP_KEY, FIRST_KEY)
 
 #: The per-step key each window is built from.
-WINDOW_SOURCES: dict[str, str] = {keys.OBSERVATION_WINDOW: keys.OBSERVATION, keys.PIXELS_WINDOW: keys.PIXELS}
+WINDOW_SOURCES: dict[str, str] = {keys.OBSERVATION_WINDOW: keys.OBSERVATION, keys.PIXELS_WINDOW: keys.PIXELS,
+                                  keys.PREV_ACTION_WINDOW: keys.PREV_ACTION, keys.PREV_REWARD_WINDOW: keys.PREV_REWARD}
 
 
 def stored_instead_of_windows(wanted: list[NestedKey]) -> list[NestedKey]:

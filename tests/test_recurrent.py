@@ -154,3 +154,39 @@ def test_whole_episode_sequences_are_as_long_as_the_episode_limit():
     assert sequences.shape == (4, 12)
     assert sequences["is_init"][:, 0].all() and not sequences["is_init"][:, 1:].any()
     assert (sequences["loss_mask"].sum(-1) <= EPISODE).all()
+
+
+def test_a_recurrent_teacher_relabels_from_its_rebuilt_memory():
+    """With its history in T, the LSTM teacher's label is the action it takes when run over the episode so far with
+    its current weights, not with the (stale) recurrent state stored when the weights were older."""
+    from torchrl.data import Bounded
+    from torchrl.envs import set_exploration_type
+
+    from trl_accel.modules import make_transformer_actor
+    from trl_accel.modules.recurrent import make_recurrent_actor
+    from trl_accel.stages import BehaviourCloner
+    from trl_accel.stages.acceleration import bc_pairs, make_trajectory_buffer
+
+    torch.manual_seed(0)
+    spec = Bounded(-2.0, 2.0, shape=(1,))
+    teacher = make_recurrent_actor(2, spec, cell="lstm", hidden_size=16, hidden_sizes=[16],
+                                   inputs=["observation", "prev_action", "prev_reward"])
+    env = make_env("Pendulum-v1", 3, seed=0, max_episode_steps=30, pomdp="positions_only")
+    env.append_transform(PreviousActionReward())
+    env.append_transform(recurrent_state_primer(teacher))
+    with torch.no_grad(), set_exploration_type(ExplorationType.DETERMINISTIC):
+        rollout = env.rollout(50, teacher, break_when_any_done=False)  # two episodes, the second cut at 20 steps
+    sources = ("observation", "prev_action", "prev_reward")
+    buffer = make_trajectory_buffer(50, 50, context_len=3, teacher_len=30, teacher_sources=sources)
+    keys_needed = tuple(key for key in teacher.in_keys if isinstance(key, str))
+    buffer.extend(bc_pairs(rollout, keys_needed, windows_from_storage=True))
+    with torch.no_grad(), set_recurrent_mode(True):  # the teacher learns on: its weights move after the collection
+        for parameter in teacher.parameters():
+            parameter.add_(0.3 * torch.randn_like(parameter))
+        expected = teacher(rollout.select(*keys_needed).exclude("actor_h", "actor_c").unsqueeze(0).clone())
+    cloner = BehaviourCloner(make_transformer_actor(2, spec, context_len=3, d_model=8, d_ff=16), teacher)
+    pairs = next(iter(buffer))
+    labelled = cloner.label(pairs)
+    order = torch.argsort(pairs[("window", "step")])
+    torch.testing.assert_close(labelled["target_action"][order], expected["action"][0], atol=1e-5, rtol=0)
+    assert not torch.allclose(expected["action"][0], rollout["action"], atol=1e-3), "the weights did move"

@@ -80,6 +80,9 @@ from trl_accel.stages.windows import (
     stored_instead_of_windows,
 )
 
+#: What a recurrent accelerator reads at each step: T gives it these over its history to rebuild its memory.
+RECURRENT_INPUTS = (keys.OBSERVATION, keys.PREV_ACTION, keys.PREV_REWARD)
+
 
 # ---------------------------------------------------------------------------------------------------- building
 def seed_everything(seed: int) -> None:
@@ -307,8 +310,11 @@ def stage_one(x: Experiment) -> dict:
                              critic_value=frozen_first_critic(learner.loss) if s1.ascent_weight > 0 else None,
                              ascent_weight=s1.ascent_weight)
     switch = SwitchCriterion(**OmegaConf.to_container(s1.switch), random_return=run.state.random_return)
+    teacher_sources = tuple(key for key in agents.accelerator.in_keys if key in RECURRENT_INPUTS) if agents.recurrent else ()
     trajectory_buffer = make_trajectory_buffer(s1.bc_every, s1.bc_batch_size, x.device,
-                                               context_len=transformer_window(cfg), num_streams=x.num_streams)
+                                               context_len=transformer_window(cfg), num_streams=x.num_streams,
+                                               teacher_len=sequence_length(cfg) if agents.recurrent else None,
+                                               teacher_sources=teacher_sources)
     replay = x.replay(s1.buffer_size)
     parts = {"accelerator_learner": learner, "cloner": cloner, "switch": switch, "trajectory_buffer": trajectory_buffer,
              "replay": replay}

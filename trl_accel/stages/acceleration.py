@@ -7,11 +7,16 @@ from tensordict.nn import TensorDictModule, TensorDictModuleBase
 from tensordict.utils import NestedKey
 from torchrl.data import LazyTensorStorage, ReplayBuffer, SamplerWithoutReplacement
 from torchrl.envs import ExplorationType, set_exploration_type
+from torchrl.modules import set_recurrent_mode
 
 from trl_accel import keys
 from trl_accel.objectives.bc import BehaviourCloningLoss, CriticValue
 from trl_accel.stages.actor_critic import ForeachSoftUpdate
-from trl_accel.stages.windows import WindowedTrajectoryBuffer, stored_instead_of_windows
+from trl_accel.stages.windows import (
+    TEACHER,
+    WindowedTrajectoryBuffer,
+    stored_instead_of_windows,
+)
 
 #: Where the pairs in T come from.
 BC_DATA_SOURCES = ("training", "evaluation", "dagger")
@@ -22,17 +27,20 @@ PAIR_KEYS = (keys.OBSERVATION_WINDOW, keys.WINDOW_MASK, keys.OBSERVATION, keys.A
 
 
 def make_trajectory_buffer(capacity: int, batch_size: int, device: torch.device | str = "cpu", *,
-                           context_len: int | None = None, num_streams: int = 1) -> ReplayBuffer | WindowedTrajectoryBuffer:
+                           context_len: int | None = None, num_streams: int = 1, teacher_len: int | None = None,
+                           teacher_sources: tuple[str, ...] = ()) -> ReplayBuffer | WindowedTrajectoryBuffer:
     """T: a small buffer of the transformer's training pairs, sampled without replacement so one pass over it
     is one epoch; emptied after every BC round.
 
     With ``context_len`` (what the recipes use) the pairs are stored as single steps and get their windows
     of ``context_len`` from T's own storage (:class:`~trl_accel.stages.windows.WindowedTrajectoryBuffer`;
     ``num_streams``: the envs of a collector batch); without it, the pairs carry their env-built windows
-    (``observation_window``, ``window_mask``) and T is a plain ``ReplayBuffer``."""
+    (``observation_window``, ``window_mask``) and T is a plain ``ReplayBuffer``. ``teacher_len``: a recurrent
+    teacher's history of that many steps of ``teacher_sources`` comes with each batch (windowed T only)."""
     if context_len is not None:
         return WindowedTrajectoryBuffer(capacity=capacity, batch_size=batch_size, context_len=context_len,
-                                        num_streams=num_streams, device=device)
+                                        num_streams=num_streams, device=device, teacher_len=teacher_len,
+                                        teacher_sources=teacher_sources)
     return ReplayBuffer(storage=LazyTensorStorage(capacity, device=device),
                         sampler=SamplerWithoutReplacement(drop_last=False), batch_size=batch_size)
 
@@ -46,6 +54,19 @@ def bc_pairs(batch: TensorDictBase, extra_keys: tuple = (), *, windows_from_stor
     if windows_from_storage:
         wanted = stored_instead_of_windows(wanted)
     return batch.select(*wanted).reshape(-1)
+
+
+def teacher_sequence(pairs: TensorDictBase) -> TensorDictBase:
+    """``[B]`` pairs with a teacher history (``("teacher", key)`` [B, L, ...], ``("teacher", "window_mask")``
+    [B, L]) -> a ``[B, L]`` sequence of those keys with ``is_init`` at each history's first real step (the padding
+    before it is a separate segment, whose outputs are not used)."""
+    history = pairs.get(TEACHER)
+    real = history.get(keys.WINDOW_MASK)
+    starts = real & ~torch.nn.functional.pad(real[:, :-1], (1, 0), value=False)
+    starts[:, 0] = True
+    sequence = history.exclude(keys.WINDOW_MASK).clone(False)
+    sequence.batch_size = real.shape
+    return sequence.set(keys.IS_INIT, starts.unsqueeze(-1))
 
 
 def add_state_noise(pairs: TensorDictBase, sigma: float) -> TensorDictBase:
@@ -111,10 +132,17 @@ class BehaviourCloner:
         self.num_updates = 0
 
     def label(self, pairs: TensorDictBase) -> TensorDictBase:
-        """``pairs`` with ``target_action`` [B, A] set (after the state noise, if any)."""
+        """``pairs`` with ``target_action`` [B, A] set (after the state noise, if any). A recurrent teacher whose
+        history T provides (``("teacher", ...)``, see :class:`~trl_accel.stages.windows.WindowedTrajectoryBuffer`)
+        labels each pair after running over that history from a zero state with its current weights: a state
+        stored at collection came from older weights, and relabelling with it gives the current network a memory
+        it would not have built."""
         if self.state_noise > 0:
             pairs = add_state_noise(pairs, self.state_noise)
-        if self.target == "accelerator":
+        if self.target == "accelerator" and (TEACHER, keys.WINDOW_MASK) in pairs.keys(True):
+            with torch.no_grad(), set_exploration_type(ExplorationType.DETERMINISTIC), set_recurrent_mode(True):
+                target = self.accelerator(teacher_sequence(pairs)).get(self.teacher_action_key)[:, -1]
+        elif self.target == "accelerator":
             teacher_in = pairs.select(*self.accelerator.in_keys, strict=False)
             with torch.no_grad(), set_exploration_type(ExplorationType.DETERMINISTIC):
                 target = self.accelerator(teacher_in).get(self.teacher_action_key)

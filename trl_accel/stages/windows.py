@@ -35,6 +35,8 @@ STREAM_KEY = ("window", "stream")   #: [N] int64: the env (within a collector ba
 STEP_KEY = ("window", "step")       #: [N] int64: the step's position in its env's stream
 FIRST_KEY = ("window", "first")     #: [N] int64: the stream position of its episode's first step
 PLACE_KEYS = (STREAM_KEY, STEP_KEY, FIRST_KEY)
+#: Where T puts a recurrent teacher's history: ``("teacher", <its input>)`` [N, L, ...], ``("teacher", "window_mask")``.
+TEACHER = "teacher"
 
 #: The per-step key each window is built from.
 WINDOW_SOURCES: dict[str, str] = {keys.OBSERVATION_WINDOW: keys.OBSERVATION, keys.PIXELS_WINDOW: keys.PIXELS,
@@ -112,25 +114,35 @@ class StreamWindows:
         streams, steps = data.get(STREAM_KEY).to(self.rows.device), data.get(STEP_KEY).to(self.rows.device)
         self.rows[streams, steps % self.ring] = rows
 
-    def attach(self, sample: TensorDictBase, storage: TensorDictBase) -> TensorDictBase:
-        """``sample`` [N] (placed steps drawn from ``storage``, the storage's TensorDict) -> the same with each
-        window [N, K, ...] and ``window_mask`` [N, K] set, and their ``next`` entries [N, K, ...] when the sample
-        holds the next step's observation."""
-        context_len, device = self.context_len, self.rows.device
+    def gather(self, sample: TensorDictBase, storage: TensorDictBase, sources: Mapping[NestedKey, str],
+               length: int) -> tuple[dict[NestedKey, torch.Tensor], torch.Tensor]:
+        """The last ``length`` steps (oldest first) of each sampled step's episode: ``({out_key: [N, length, ...]},
+        real [N, length])`` for ``sources`` (``{out_key: stored key}``), zero where not ``real``."""
+        device = self.rows.device
         streams = sample.get(STREAM_KEY).to(device).unsqueeze(1)
-        steps = sample.get(STEP_KEY).to(device).unsqueeze(1) - torch.arange(context_len - 1, -1, -1, device=device)
-        real = steps >= sample.get(FIRST_KEY).to(device).unsqueeze(1)                   # [N, K], oldest first
+        steps = sample.get(STEP_KEY).to(device).unsqueeze(1) - torch.arange(length - 1, -1, -1, device=device)
+        real = steps >= sample.get(FIRST_KEY).to(device).unsqueeze(1)
         rows = self.rows[streams, steps.clamp_min(0) % self.ring]
         safe_rows = rows.clamp_min(0)
         real &= (rows >= 0) & (storage.get(STEP_KEY)[safe_rows] == steps) & (storage.get(STREAM_KEY)[safe_rows] == streams)
         real[:, -1] = True  # the sampled step itself
+        storage_device = sample.device if sample.device is not None else storage.device
+        real = real.to(storage_device)
+        gathered = {}
+        for out_key, source in sources.items():
+            values = storage.get(source)[safe_rows.to(storage.device)].to(storage_device)
+            gathered[out_key] = values * real.reshape(*real.shape, *([1] * (values.ndim - 2))).to(values.dtype)
+        return gathered, real
+
+    def attach(self, sample: TensorDictBase, storage: TensorDictBase) -> TensorDictBase:
+        """``sample`` [N] (placed steps drawn from ``storage``, the storage's TensorDict) -> the same with each
+        window [N, K, ...] and ``window_mask`` [N, K] set, and their ``next`` entries [N, K, ...] when the sample
+        holds the next step's observation."""
         window_keys = self.window_keys or {window: source for window, source in WINDOW_SOURCES.items()
                                            if source in storage}
-        storage_device = sample.device if sample.device is not None else storage.device
-        real_here = real.to(storage_device)
+        gathered, real_here = self.gather(sample, storage, window_keys, self.context_len)
         for window_key, source in window_keys.items():
-            values = storage.get(source)[safe_rows.to(storage.device)].to(storage_device)
-            values = values * real_here.reshape(*real_here.shape, *([1] * (values.ndim - 2))).to(values.dtype)
+            values = gathered[window_key]
             sample.set(window_key, values)
             upcoming = sample.get(("next", source), None)
             if upcoming is not None:  # the TD target's window: one step on, the next observation last
@@ -162,17 +174,25 @@ class WindowedTrajectoryBuffer:
     ``is_init``), iterate one epoch of shuffled batches with their windows, ``empty`` it after a BC round.
 
     Emptying makes the steps unavailable for sampling but keeps them as history: the first steps of the next
-    round still see their episode's earlier observations, as an env-built window would. ``history_only=True``
+    round still see their episode's earlier observations, as an env-built window would. With ``teacher_len`` L each
+    batch also holds the last L steps of the recurrent teacher's ``teacher_sources`` (``("teacher", key)``
+    [N, L, ...] and ``("teacher", "window_mask")``), from which the teacher rebuilds its memory with its current
+    weights (:meth:`~trl_accel.stages.acceleration.BehaviourCloner.label`). ``history_only=True``
     stores steps as history alone (the random phase before T starts filling). Beyond ``capacity`` fresh steps
     the oldest become history (as a full circular buffer overwrites them). The storage holds
     ``capacity`` fresh steps plus ``context_len - 1`` steps of history per stream.
     """
 
     def __init__(self, *, capacity: int, batch_size: int, context_len: int, num_streams: int = 1,
-                 device: torch.device | str = "cpu", generator: torch.Generator | None = None):
-        size = capacity + num_streams * (context_len - 1) + num_streams
+                 device: torch.device | str = "cpu", generator: torch.Generator | None = None,
+                 teacher_len: int | None = None, teacher_sources: tuple[str, ...] = ()):
+        history = max(context_len, teacher_len or 1)
+        size = capacity + num_streams * (history - 1) + num_streams
         self.storage = LazyTensorStorage(size, device=device)
         self.windows = StreamWindows(context_len=context_len, num_streams=num_streams, capacity=size, device=device)
+        self.windows.ring = max(self.windows.ring, 2 * math.ceil(size / num_streams) + history)
+        self.windows.rows = torch.full((num_streams, self.windows.ring), -1, dtype=torch.long, device=device)
+        self.teacher_len, self.teacher_sources = teacher_len, tuple(teacher_sources)
         self.capacity, self.batch_size, self.size = capacity, batch_size, size
         self.written = 0        # steps ever stored (the next one goes to row written % size)
         self.fresh_from = 0     # steps written before this are history only
@@ -200,8 +220,14 @@ class WindowedTrajectoryBuffer:
         ids = self.fresh_from + torch.randperm(len(self), generator=self.generator)
         for batch_ids in ids.split(self.batch_size):
             rows = batch_ids % self.size
-            sample = self.storage.get(rows)
-            yield self.windows.attach(sample, self.storage._storage)
+            sample = self.windows.attach(self.storage.get(rows), self.storage._storage)
+            if self.teacher_len:  # a recurrent teacher's own history, to rebuild its memory
+                gathered, real = self.windows.gather(sample, self.storage._storage,
+                                                     {(TEACHER, key): key for key in self.teacher_sources},
+                                                     self.teacher_len)
+                sample.update(gathered)
+                sample.set((TEACHER, keys.WINDOW_MASK), real)
+            yield sample
 
     def state_dict(self) -> dict:
         return {"storage": self.storage.state_dict(), "windows": self.windows.state_dict(), "written": self.written,

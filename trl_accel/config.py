@@ -129,6 +129,12 @@ def _check_transformer(t: DictConfig) -> None:
         _require(t.context_len >= 2, f"transformer.rollout=cache needs transformer.context_len >= 2, got {t.context_len}.")
 
 
+def env_window(cfg: DictConfig) -> int | None:
+    """The window the env builds for the transformer to act on: :func:`transformer_window`, or ``None`` with
+    KV-cache rollouts (``transformer.rollout=cache``), where nothing acts on a window."""
+    return None if cfg.transformer.rollout == "cache" else transformer_window(cfg)
+
+
 def transformer_window(cfg: DictConfig) -> int:
     """Steps in the transformer's window (env-built or from replay): ``context_len``, or with rotary positions the
     receptive field of its sliding-window layers (see :func:`trl_accel.modules.transformer.window_length`)."""

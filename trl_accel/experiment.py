@@ -32,6 +32,7 @@ from trl_accel.config import (
     ConfigError,
     canonical_mode,
     check_checkpoint_shapes,
+    env_window,
     episode_steps,
     resolve_device,
     sequence_length,
@@ -148,13 +149,13 @@ class Agents:
         network = {key: value for key, value in cfg.transformer.items() if key != "rollout"}
         self.extra_tokens = [name for name in cfg.transformer.tokens if name != keys.OBSERVATION]
         self.previous = self.previous or bool(self.extra_tokens)
-        self.window = None if cfg.transformer.rollout == "cache" else transformer_window(cfg)
+        self.window = env_window(cfg)
         self.transformer = make_transformer_actor(obs_dim, action_spec, **network, stochastic=stochastic,
                                                   passthrough_keys=critic_inputs, frame_encoder=frame_encoder)
         self.accelerator.to(device)
         self.transformer.to(device)
         # what acts in the envs: the window actor itself, or its KV-cache twin (same parameters)
-        self.cached = cfg.transformer.rollout == "cache"
+        self.cached = self.window is None
         self.transformer_policy = cached_transformer_actor(self.transformer) if self.cached else self.transformer
         self.critics = [critic.to(device) for critic in self.critics]
 
@@ -180,7 +181,7 @@ def build_env(cfg: DictConfig, device: torch.device, seed: int | None = None, nu
     default), or a ManiSkill task (``num_envs`` parallel envs, ``env.num_envs`` by default). With KV-cache
     rollouts (``transformer.rollout=cache``) nothing acts on a window, and the env builds none."""
     e = cfg.env
-    window = None if cfg.transformer.rollout == "cache" else transformer_window(cfg)
+    window = env_window(cfg)
     if is_maniskill_config(e):
         env = make_maniskill_training_env(e.name, num_envs or e.num_envs, window, e.obs_mode,
                                           sim_backend=e.sim_backend, control_mode=e.control_mode, device=device,

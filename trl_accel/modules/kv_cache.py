@@ -72,6 +72,7 @@ class CachedTransformerBody(TensorDictModuleBase):
         if network.body.context_len < 2:
             raise ValueError(f"a KV-cache rollout needs context_len >= 2, got {network.body.context_len}.")
         self.network, self.frame_tokens = network, frame_tokens
+        self.cache_shape = kv_cache_shape(network)
         self.extra_tokens = list(network.body.extra_embeddings.keys())
         self.in_keys = [keys.OBSERVATION, *([keys.PIXELS] if frame_tokens is not None else []), *self.extra_tokens,
                         keys.STEP_COUNT, keys.IS_INIT, KV_CACHE, KV_MASK]
@@ -85,7 +86,7 @@ class CachedTransformerBody(TensorDictModuleBase):
         if self.frame_tokens is not None:
             pixels = tensordict.get(keys.PIXELS)
             tokens = self.frame_tokens(tokens, pixels.reshape(-1, 1, *pixels.shape[-3:]))
-        cache = tensordict.get(KV_CACHE).reshape(-1, *kv_cache_shape(self.network))
+        cache = tensordict.get(KV_CACHE).reshape(-1, *self.cache_shape)
         mask = tensordict.get(KV_MASK).reshape(-1, cache.shape[-2])
         fresh = tensordict.get(keys.IS_INIT).reshape(-1)
         cache = torch.where(fresh[:, None, None, None, None], torch.zeros_like(cache), cache)

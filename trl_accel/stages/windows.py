@@ -72,18 +72,20 @@ class StreamWindows:
     ``context_len`` K; ``num_streams`` the envs of one collector batch (the flat batch handed to
     :meth:`place` is env-major, ``num_streams`` runs of equal length); ``capacity`` the storage's size (sizes
     the per-stream ring of rows); ``window_keys`` the windows to build (``{window_key: source_key}``, see
-    :data:`WINDOW_SOURCES`: by default every window whose source the storage holds).
+    :data:`WINDOW_SOURCES`: by default every window whose source the storage holds); ``history`` the longest
+    stretch :meth:`gather` will be asked for (``None``: K).
     """
 
     def __init__(self, *, context_len: int, num_streams: int, capacity: int,
-                 window_keys: Mapping[str, str] | None = None, device: torch.device | str = "cpu"):
+                 window_keys: Mapping[str, str] | None = None, device: torch.device | str = "cpu",
+                 history: int | None = None):
         if context_len < 1 or num_streams < 1 or capacity < 1:
             raise ValueError(f"context_len, num_streams and capacity must be >= 1, got {context_len}, {num_streams}, "
                              f"{capacity}.")
         self.context_len, self.num_streams = context_len, num_streams
         self.window_keys = dict(window_keys) if window_keys is not None else None
         # each stream holds about capacity / num_streams live rows; twice that leaves room for uneven streams
-        self.ring = 2 * math.ceil(capacity / num_streams) + context_len
+        self.ring = 2 * math.ceil(capacity / num_streams) + max(context_len, history or context_len)
         self.rows = torch.full((num_streams, self.ring), -1, dtype=torch.long, device=device)
         self.next_step = torch.zeros(num_streams, dtype=torch.long, device=device)
         self.episode_first = torch.zeros(num_streams, dtype=torch.long, device=device)
@@ -148,16 +150,10 @@ class StreamWindows:
             if upcoming is not None:  # the TD target's window: one step on, the next observation last
                 sample.set(("next", window_key), torch.cat([values[:, 1:], upcoming.unsqueeze(1)], dim=1))
         sample.set(keys.WINDOW_MASK, real_here)
-        if ("next", keys.WINDOW_MASK) in self.next_mask_wanted(sample, window_keys):
+        if any(("next", source) in sample.keys(True) for source in window_keys.values()):  # a next step to shift to
             sample.set(("next", keys.WINDOW_MASK),
                        torch.cat([real_here[:, 1:], torch.ones_like(real_here[:, :1])], dim=1))
         return sample
-
-    @staticmethod
-    def next_mask_wanted(sample: TensorDictBase, window_keys: Mapping[str, str]) -> set:
-        """``{("next", "window_mask")}`` when the sample holds a next step to build a next window from."""
-        has_next = any(("next", source) in sample.keys(True) for source in window_keys.values())
-        return {("next", keys.WINDOW_MASK)} if has_next else set()
 
     def state_dict(self) -> dict:
         return {"rows": self.rows.clone(), "next_step": self.next_step.clone(), "episode_first": self.episode_first.clone()}
@@ -180,7 +176,7 @@ class WindowedTrajectoryBuffer:
     weights (:meth:`~trl_accel.stages.acceleration.BehaviourCloner.label`). ``history_only=True``
     stores steps as history alone (the random phase before T starts filling). Beyond ``capacity`` fresh steps
     the oldest become history (as a full circular buffer overwrites them). The storage holds
-    ``capacity`` fresh steps plus ``context_len - 1`` steps of history per stream.
+    ``capacity`` fresh steps plus ``max(context_len, teacher_len) - 1`` steps of history per stream.
     """
 
     def __init__(self, *, capacity: int, batch_size: int, context_len: int, num_streams: int = 1,
@@ -189,9 +185,8 @@ class WindowedTrajectoryBuffer:
         history = max(context_len, teacher_len or 1)
         size = capacity + num_streams * (history - 1) + num_streams
         self.storage = LazyTensorStorage(size, device=device)
-        self.windows = StreamWindows(context_len=context_len, num_streams=num_streams, capacity=size, device=device)
-        self.windows.ring = max(self.windows.ring, 2 * math.ceil(size / num_streams) + history)
-        self.windows.rows = torch.full((num_streams, self.windows.ring), -1, dtype=torch.long, device=device)
+        self.windows = StreamWindows(context_len=context_len, num_streams=num_streams, capacity=size, device=device,
+                                     history=history)
         self.teacher_len, self.teacher_sources = teacher_len, tuple(teacher_sources)
         self.capacity, self.batch_size, self.size = capacity, batch_size, size
         self.written = 0        # steps ever stored (the next one goes to row written % size)

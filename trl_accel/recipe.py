@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import hydra
@@ -36,16 +37,18 @@ def fail(message: str, status: int = EXIT_BAD_INPUT) -> None:
     sys.exit(status)
 
 
-def check_command_line(config_dir: Path, config_name: str, overrides: list[str]) -> list[str]:
-    """Compose and check the run the overrides describe; return Hydra arguments to add (a resumed run
-    keeps its own directory and Hydra writes no new ``.hydra/`` into it). Exits with status 2 on bad input."""
+def check_command_line(config_dir: Path, config_name: str, overrides: list[str], *,
+                       validate: Callable[[DictConfig], DictConfig] = validate_config) -> list[str]:
+    """Compose and check the run the overrides describe (``validate``: the recipe's config checks); return Hydra
+    arguments to add (a resumed run keeps its own directory and Hydra writes no new ``.hydra/`` into it). Exits
+    with status 2 on bad input."""
     try:
         GlobalHydra.instance().clear()
         with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
             cfg = compose(config_name=config_name, overrides=overrides, return_hydra_config=True)
         run_dir = Path(cfg.hydra.run.dir)
         given = {override.split("=", 1)[0] for override in overrides}
-        validate_config(cfg)
+        validate(cfg)
         if cfg.resume is not None:
             target = resume_target(str(cfg.resume))
             extra = [] if "hydra.run.dir" in given else [f"hydra.run.dir={target}"]
@@ -63,11 +66,12 @@ def check_command_line(config_dir: Path, config_name: str, overrides: list[str])
     return []
 
 
-def run_and_report(cfg: DictConfig) -> None:
-    """Run the experiment Hydra composed; every way it can end is one line and an exit status."""
+def run_and_report(cfg: DictConfig, run: Callable[..., dict] = run_experiment) -> None:
+    """Run the experiment Hydra composed (``run``: the recipe's ``run(cfg, run_dir, overrides=...)``); every way
+    it can end is one line and an exit status."""
     hydra_cfg = HydraConfig.get()
     try:
-        run_experiment(cfg, Path(hydra_cfg.runtime.output_dir), overrides=list(hydra_cfg.overrides.task))
+        run(cfg, Path(hydra_cfg.runtime.output_dir), overrides=list(hydra_cfg.overrides.task))
     except (ConfigError, CheckpointError) as err:
         fail(str(err))
     except TrainingDiverged as err:
@@ -82,13 +86,18 @@ def run_and_report(cfg: DictConfig) -> None:
         sys.exit(128 + signal.SIGINT)
 
 
-def main(config_dir: Path, config_name: str) -> None:
+def main(config_dir: Path, config_name: str, *, validate: Callable[[DictConfig], DictConfig] = validate_config,
+         run: Callable[..., dict] = run_experiment) -> None:
     """``python recipes/<name>.py key=value ...``: checks, then Hydra runs the experiment. Hydra's own flags
     (``--help``, ``--cfg``, ``-m``) skip the first check; each job is still checked before it builds anything."""
     arguments = sys.argv[1:]
     if not any(argument.startswith("-") for argument in arguments):
-        sys.argv += check_command_line(config_dir, config_name, arguments)
-    hydra.main(config_path=str(config_dir), config_name=config_name, version_base="1.3")(run_and_report)()
+        sys.argv += check_command_line(config_dir, config_name, arguments, validate=validate)
+
+    def task(cfg: DictConfig) -> None:
+        run_and_report(cfg, run)
+
+    hydra.main(config_path=str(config_dir), config_name=config_name, version_base="1.3")(task)()
 
 
 __all__ = ["EXIT_BAD_INPUT", "EXIT_DIVERGED", "check_command_line", "main", "run_and_report"]

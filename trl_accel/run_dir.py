@@ -71,29 +71,28 @@ def overridden_keys(overrides: list[str]) -> list[str]:
     return [name for name in names if not name.startswith("hydra.")]
 
 
+def open_unfinished_run(resume: str, new_run_hint: str = "") -> tuple[Path, dict, DictConfig]:
+    """The run directory ``resume=`` names, its last checkpoint and the run's own config; a finished run is
+    refused (``new_run_hint``: what to say about starting a new one)."""
+    run_dir = resume_target(resume)
+    checkpoint = load_checkpoint(run_dir)
+    state = checkpoint["run_state"]
+    if state["stage"] == "done":
+        hint = f" ({new_run_hint})" if new_run_hint else ""
+        raise ConfigError(f"resume={resume}: this run has finished ({state['env_steps']} env steps; see "
+                          f"{run_dir / 'summary.json'}). Start a new run{hint}.")
+    return run_dir, checkpoint, OmegaConf.create(checkpoint["config"])
+
+
 def open_resumed_run(cfg: DictConfig, overrides: list[str] | None) -> tuple[DictConfig, Path, dict]:
     """For ``resume=``: the run directory, its last checkpoint, and the run's own configuration with the
     accepted overrides applied. ``overrides``: the command line's ``key=value`` list (``None``: every
     key of ``cfg`` that differs from the run's counts as given). Refuses a finished run and any override
     outside :data:`RESUMABLE_KEYS`, or one that would end a stage before the steps it has done."""
-    run_dir = resume_target(str(cfg.resume))
-    checkpoint = load_checkpoint(run_dir)
+    run_dir, checkpoint, stored = open_unfinished_run(str(cfg.resume), "stage2.init_from= reuses its stage one")
     state = checkpoint["run_state"]
-    if state["stage"] == "done":
-        raise ConfigError(f"resume={cfg.resume}: this run has finished ({state['env_steps']} env steps; see "
-                          f"{run_dir / 'summary.json'}). Start a new run (stage2.init_from= reuses its stage one).")
-    stored = OmegaConf.create(checkpoint["config"])
     given = overridden_keys(overrides) if overrides is not None else _differing_keys(stored, cfg)
-    for key in given:
-        if key in INVOCATION_KEYS:
-            continue
-        new, old = OmegaConf.select(cfg, key, default=None), OmegaConf.select(stored, key, default=None)
-        if new == old:
-            continue
-        if key not in RESUMABLE_KEYS:
-            raise ConfigError(f"resume does not take {key}={new} (the run was made with {old}): it accepts "
-                              f"{', '.join(RESUMABLE_KEYS)}.")
-        OmegaConf.update(stored, key, new)
+    apply_resumable_overrides(stored, cfg, given, RESUMABLE_KEYS)
     s1, s2, stage = stored.stage1, stored.stage2, state["stage"]
     planned = {"stage1": s1.random_steps + s1.steps, "stage2": s2.random_steps + s2.steps,
                "accelerator_only": s1.random_steps + s1.steps + s2.steps}
@@ -104,6 +103,21 @@ def open_resumed_run(cfg: DictConfig, overrides: list[str] | None) -> tuple[Dict
                           f"done {state['stage_steps']}: the stage's steps must cover them.")
     stored.resume, stored.overwrite = str(cfg.resume), False
     return stored, run_dir, checkpoint
+
+
+def apply_resumable_overrides(stored: DictConfig, cfg: DictConfig, given: list[str], resumable: tuple[str, ...]) -> None:
+    """Copy into ``stored`` (the run's own config) the values of ``cfg`` for the ``given`` keys that differ; a key
+    outside ``resumable`` that differs is refused (:class:`ConfigError`)."""
+    for key in given:
+        if key in INVOCATION_KEYS:
+            continue
+        new, old = OmegaConf.select(cfg, key, default=None), OmegaConf.select(stored, key, default=None)
+        if new == old:
+            continue
+        if key not in resumable:
+            raise ConfigError(f"resume does not take {key}={new} (the run was made with {old}): it accepts "
+                              f"{', '.join(resumable)}.")
+        OmegaConf.update(stored, key, new)
 
 
 def _differing_keys(stored: DictConfig, cfg: DictConfig, prefix: str = "") -> list[str]:
@@ -129,5 +143,5 @@ def truncate_metrics(run_dir: Path, metric_rows: dict[str, int]) -> None:
             path.write_text("".join(kept))
 
 
-__all__ = ["RESUMABLE_KEYS", "check_new_run_dir", "holds_a_run", "open_resumed_run", "overridden_keys", "prepare_run_dir", "resume_target",
+__all__ = ["RESUMABLE_KEYS", "apply_resumable_overrides", "check_new_run_dir", "holds_a_run", "open_resumed_run", "open_unfinished_run", "overridden_keys", "prepare_run_dir", "resume_target",
            "truncate_metrics"]

@@ -55,6 +55,25 @@ def kv_cache_primer(network: nn.Module) -> TensorDictPrimer:
                             expand_specs=True)
 
 
+def step_blocks(blocks: nn.ModuleList, x: torch.Tensor, cache: torch.Tensor, mask: torch.Tensor,
+                rotary: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One new token per batch entry through the transformer blocks against their KV cache.
+
+    ``x`` [N, 1, d] (the embedded token), ``cache`` [N, L, 2, C, Hkv * hd] (oldest step first), ``mask`` [N, C]
+    bool (cleared already where an episode starts), ``rotary`` the new step's ``(cos, sin)`` [N, 1, hd // 2]
+    -> (the last block's output [N, 1, d], the cache slid by one step with the new keys and values, its mask)."""
+    new_entries = []
+    for layer, block in enumerate(blocks):
+        attention = block.attention
+        cached_key, cached_value = (cache[:, layer, index].unflatten(-1, (attention.n_kv_heads, attention.head_dim))
+                                    .transpose(1, 2) for index in (0, 1))
+        x, key, value = block.step(x, cached_key, cached_value, mask, rotary)
+        new_entries.append(torch.stack([key, value], dim=1).transpose(2, 3).flatten(-2))  # [N, 2, 1, Hkv*hd]
+    next_cache = torch.cat([cache[:, :, :, 1:], torch.stack(new_entries, dim=1)], dim=3)
+    next_mask = torch.cat([mask[:, 1:], torch.ones_like(mask[:, :1])], dim=1)
+    return x, next_cache, next_mask
+
+
 class CachedTransformerBody(TensorDictModuleBase):
     """One step of a :class:`~trl_accel.modules.transformer.TransformerPolicyHead` against a KV cache.
 
@@ -96,16 +115,8 @@ class CachedTransformerBody(TensorDictModuleBase):
         extras = tuple(tensordict.get(name).reshape(-1, 1, body.extra_embeddings[name].in_features)
                        for name in self.extra_tokens)
         x = body.embed_tokens(tokens, extras)
-        new_entries = []
-        for layer, block in enumerate(body.blocks):
-            attention = block.attention
-            cached_key, cached_value = (cache[:, layer, index].unflatten(-1, (attention.n_kv_heads, attention.head_dim))
-                                        .transpose(1, 2) for index in (0, 1))
-            x, key, value = block.step(x, cached_key, cached_value, mask, rotary)
-            new_entries.append(torch.stack([key, value], dim=1).transpose(2, 3).flatten(-2))  # [N, 2, 1, Hkv*hd]
+        x, next_cache, next_mask = step_blocks(body.blocks, x, cache, mask, rotary)
         param = self.network.head(body.final_norm(x[:, -1]))
-        next_cache = torch.cat([cache[:, :, :, 1:], torch.stack(new_entries, dim=1)], dim=3)
-        next_mask = torch.cat([mask[:, 1:], torch.ones_like(mask[:, :1])], dim=1)
         tensordict.set(keys.PARAM, param.reshape(*batch_shape, -1))
         tensordict.set(("next", KV_CACHE), next_cache.reshape(*batch_shape, *next_cache.shape[1:]))
         tensordict.set(("next", KV_MASK), next_mask.reshape(*batch_shape, -1))
@@ -152,4 +163,5 @@ def cached_transformer_actor(actor: TensorDictModuleBase) -> TensorDictModuleBas
     return TensorDictSequential(body, actor[-1])  # the bounded head (no parameters)
 
 
-__all__ = ["KV_CACHE", "KV_MASK", "CachedTransformerBody", "cached_transformer_actor", "kv_cache_primer", "kv_cache_shape", "transformer_network"]
+__all__ = ["KV_CACHE", "KV_MASK", "CachedTransformerBody", "cached_transformer_actor", "kv_cache_primer", "kv_cache_shape",
+           "step_blocks", "transformer_network"]

@@ -55,3 +55,23 @@ def test_recurrent_throughput_benchmark_prints_a_row_per_variant(tmp_path):
     assert set(table) == {"plain_gru", "gru_td3"} and table["gru_td3"]["ratio_median"] > 0
     rows = [line.split() for line in stdout.splitlines() if line.startswith(("plain_gru ", "gru_td3 "))]
     assert [row[0] for row in rows] == ["plain_gru", "gru_td3"] and all(float(row[1]) > 0 for row in rows)
+
+
+def test_ppo_throughput_benchmark_prints_a_row_per_configuration():
+    stdout = run_script("benchmarks/ppo_throughput.py", "--agents", "8", "--layers", "1", "2", "--rollout-len", "8",
+                        "--size", "7", "--d-model", "16", "--minibatches", "2", "--repeats", "1")
+    rows = [line.split() for line in stdout.splitlines() if "rollout_steps_per_s=" in line]
+    assert [row[0] for row in rows] == ["transformer", "transformer", "gru", "gru", "mlp"]
+    assert all(float(field.split("=")[1]) > 0 for row in rows for field in row[3:])
+
+
+def test_ppo_grid_memory_benchmark_writes_per_seed_curves(tmp_path):
+    stdout = run_script("benchmarks/ppo_grid_memory.py", "--variants", "transformer", "accelerate", "--seeds", "0",
+                        "--out", str(tmp_path), "--", "env=grid_memory_small", "env.options.episode_steps=8",
+                        "num_envs=4", "env_steps=128", "eval.every=64", "eval.episodes=4", "ppo.minibatches=2",
+                        "policy.d_model=16", "policy.d_ff=32", "accelerate.teacher.d_model=16",
+                        "accelerate.switch_steps=64", "device=cpu")
+    rows = (tmp_path / "curves.csv").read_text().splitlines()
+    assert rows[0] == "variant,seed,env_steps,wall_time_s,return" and len(rows) == 1 + 2 + 2
+    assert (tmp_path / "curves_steps.png").is_file() and (tmp_path / "curves_time.png").is_file()
+    assert "transformer seed=0 final_return=" in stdout and "accelerate seed=0" in stdout

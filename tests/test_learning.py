@@ -58,3 +58,20 @@ def test_recurrent_accelerator_learns_the_velocity_masked_pendulum(tmp_path):
     mlp, _ = final_return(tmp_path, "mlp", "env=pendulum_pomdp", "accelerator.lr=3e-4")
     assert lstm >= -600, f"the LSTM accelerator did not learn the masked task: {lstm:.0f} (random {random_return:.0f})"
     assert mlp <= -900, f"a memoryless MLP should not solve the masked task: {mlp:.0f} (random {random_return:.0f})"
+
+
+def test_ppo_transformer_beats_the_mlp_on_the_grid_memory_task(tmp_path):
+    """On-policy PPO on the 9x9 grid (64-step episodes, 64 agents), 750k env steps each (~2 min on 2 cores).
+
+    Measured at 750k env steps (evaluation return, 128 fixed episodes, seeds 0/1/2): transformer 9.70/9.60/10.03,
+    MLP 6.91/6.77/6.61 (random policy 0.61): the memory is worth ~3 rewards per episode. The test asks for half
+    of that margin, and for the transformer to reach 8.5."""
+    from ppo_transformer import run_ppo
+
+    from tests.test_ppo_transformer import compose_ppo
+
+    common = ["experiment=quick", "env=grid_memory_small", "env_steps=750000", "eval.every=0", "device=cpu", "quiet=true"]
+    transformer = run_ppo(compose_ppo(*common, "policy=transformer"), tmp_path / "transformer")["final_return"]
+    mlp = run_ppo(compose_ppo(*common, "policy=mlp"), tmp_path / "mlp")["final_return"]
+    assert transformer >= 8.5, f"transformer {transformer:.2f} (measured 9.6-10.0 at this budget)"
+    assert transformer >= mlp + 1.5, f"transformer {transformer:.2f} vs MLP {mlp:.2f}: memory should be worth ~3"

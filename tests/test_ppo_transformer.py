@@ -265,3 +265,24 @@ def test_a_policy_reads_tokens_of_the_configured_parts_only():
                      keys.IS_INIT: torch.ones(2, 1, dtype=torch.bool)}, batch_size=[2])
     out = model.rollout_policy()(td)  # no prev_action / prev_reward needed
     assert out[keys.ACTION].shape == (2, 4)
+
+
+def test_a_popgym_memory_task_runs_through_the_recipe(tmp_path):
+    pytest.importorskip("popgym", reason="the popgym extra is not installed (pip install -e .[popgym])")
+    summary = run_ppo(compose_ppo("env=popgym", "num_envs=4", "env_steps=204", "eval.every=0", "eval.episodes=4",
+                                  "ppo.minibatches=2", "policy.d_model=16", "policy.d_ff=32", "device=cpu",
+                                  "quiet=true"), tmp_path)
+    assert summary["rollout_len"] == 51 and summary["env_steps"] == 204  # RepeatPreviousEasy: 51-step episodes
+    assert -1.0 <= summary["final_return"] <= 1.0
+
+
+def test_popgym_asks_for_a_known_task_and_names_its_extra_when_missing(monkeypatch):
+    pytest.importorskip("popgym", reason="the popgym extra is not installed (pip install -e .[popgym])")
+    with pytest.raises(ConfigError, match="task must name a POPGym env class"):
+        validate_ppo_config(compose_ppo("env=popgym", "env.options.task=Tetris"))
+    import trl_accel.onpolicy.envs as onpolicy_envs
+
+    real = onpolicy_envs.importlib.util.find_spec
+    monkeypatch.setattr(onpolicy_envs.importlib.util, "find_spec", lambda name: None if name == "popgym" else real(name))
+    with pytest.raises(ConfigError, match=r"pip install -e \.\[popgym\]"):
+        validate_ppo_config(compose_ppo("env=popgym"))

@@ -74,7 +74,7 @@ class TokenEmbedding(nn.Module):
                        if keys.PREV_ACTION in parts and tied_action is None else None)
 
     def forward(self, observation: torch.Tensor, prev_action: torch.Tensor, prev_reward: torch.Tensor) -> torch.Tensor:
-        tokens = self.observation(observation)
+        tokens = self.observation(observation.to(self.observation.weight.dtype))  # one-hot observations may be int
         if self.reward is not None:
             tokens = tokens + self.reward(prev_reward)
         if self.tied_action is not None:

@@ -2,14 +2,18 @@
 :class:`~trl_accel.config.ConfigError` saying what would be valid."""
 from __future__ import annotations
 
-import inspect
 from numbers import Real
 
 from omegaconf import DictConfig
 
 from trl_accel.config import ConfigError, resolve_device
 from trl_accel.modules.trajectory import CORES, TOKEN_PARTS
-from trl_accel.onpolicy.envs import ONPOLICY_TASKS, env_options, episode_length
+from trl_accel.onpolicy.envs import (
+    ONPOLICY_TASKS,
+    env_options,
+    episode_length,
+    missing_package,
+)
 
 MODES = ("scratch", "accelerate")
 VALUE_LOSSES = ("mse", "hl_gauss")
@@ -68,8 +72,10 @@ def validate_ppo_config(cfg: DictConfig) -> DictConfig:
     resolve_device(str(cfg.device))
     if cfg.env.name not in ONPOLICY_TASKS:
         raise ConfigError(f"env.name must be one of {', '.join(ONPOLICY_TASKS)} for this recipe, got '{cfg.env.name}'.")
-    accepted = [p for p in inspect.signature(ONPOLICY_TASKS[cfg.env.name].__init__).parameters
-                if p not in ("self", "num_envs", "device", "seed")]
+    package = missing_package(cfg.env)
+    if package is not None:
+        raise ConfigError(f"env={cfg.env.name} needs the '{package}' package: pip install -e .[{package}]")
+    accepted = list(ONPOLICY_TASKS[cfg.env.name].options)
     unknown = sorted(set(env_options(cfg.env)) - set(accepted))
     if unknown:
         raise ConfigError(f"env.options.{unknown[0]} is not an option of {cfg.env.name}: it takes {', '.join(accepted)}.")

@@ -75,3 +75,19 @@ def test_ppo_grid_memory_benchmark_writes_per_seed_curves(tmp_path):
     assert rows[0] == "variant,seed,env_steps,wall_time_s,return" and len(rows) == 1 + 2 + 2
     assert (tmp_path / "curves_steps.png").is_file() and (tmp_path / "curves_time.png").is_file()
     assert "transformer seed=0 final_return=" in stdout and "accelerate seed=0" in stdout
+
+
+def test_context_scaling_benchmark_prints_a_line_per_context():
+    stdout = run_script("benchmarks/context_scaling.py", "--env", "Pendulum-v1", "--contexts", "3", "8",
+                        "--collect-steps", "20", "--updates", "2", "--batch-size", "16", "--fill", "100", "--threads", "1")
+    rows = [line for line in stdout.splitlines() if line.startswith("K=")]
+    assert [row.split()[0] for row in rows] == ["K=3", "K=8"]
+    assert all(float(field.split("=")[1]) > 0 for row in rows for field in row.split()[1:])
+
+
+def test_plain_td3_reference_runs_and_reports(tmp_path):
+    out = tmp_path / "plain_td3.json"
+    run_script("benchmarks/plain_td3.py", "--env", "Pendulum-v1", "--total-steps", "300", "--learning-starts", "200",
+               "--batch-size", "32", "--eval-episodes", "1", "--threads", "1", "--out", str(out))
+    report = json.loads(out.read_text())
+    assert report["total_steps"] == 300 and report["learning_steps_per_s"] > 0 and report["eval_return"] is not None

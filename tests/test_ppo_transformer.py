@@ -190,6 +190,23 @@ def test_accelerated_ppo_runs_both_stages(tmp_path, critic):
     assert "stage1" in stages and stages[-1] == "stage2"
 
 
+def test_the_automatic_switch_ends_stage_one_early(tmp_path):
+    """With fraction 0, patience 1 and no plateau asked for, the first evaluation of stage one switches."""
+    summary = run_ppo(compose_ppo(*TINY_PPO, "mode=accelerate", "accelerate.switch_steps=384", "eval.every=128",
+                                  "accelerate.switch.rule=auto", "accelerate.switch.fraction=0",
+                                  "accelerate.switch.patience=1", "accelerate.switch.plateau_evals=0",
+                                  "accelerate.teacher.d_model=16"), tmp_path)
+    assert summary["switch_step"] == 128 and summary["switch_reason"].startswith("auto:")
+    assert summary["env_steps"] == 512
+
+
+def test_the_fixed_switch_waits_for_its_steps(tmp_path):
+    summary = run_ppo(compose_ppo(*TINY_PPO, "mode=accelerate", "accelerate.switch_steps=384", "eval.every=128",
+                                  "accelerate.switch.fraction=0", "accelerate.switch.patience=1",
+                                  "accelerate.switch.plateau_evals=0", "accelerate.teacher.d_model=16"), tmp_path)
+    assert summary["switch_step"] == 384 and summary["switch_reason"] == "accelerate.switch_steps=384"
+
+
 def test_hl_gauss_value_loss_runs_in_the_recipe(tmp_path):
     summary = run_ppo(compose_ppo(*TINY_PPO, "value.loss=hl_gauss", "value.bins=11", "value.max=4"), tmp_path)
     assert summary["final_return"] is not None
@@ -229,13 +246,14 @@ BAD_INPUT = [
     ("policy.n_heads=3", "must divide by n_heads"),
     ("num_envs=0", "num_envs must be an integer >= 1"),
     ("value.loss=huber", "value.loss must be one of"),
+    ("mode=accelerate accelerate.switch.rule=sometimes", "accelerate.switch.rule must be one of"),
 ]
 
 
 @pytest.mark.parametrize(("override", "message"), BAD_INPUT)
 def test_bad_input_is_one_line_before_anything_is_built(override, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        validate_ppo_config(compose_ppo(override))
+        validate_ppo_config(compose_ppo(*override.split()))
 
 
 def test_accelerate_needs_a_transformer_student_and_a_stage_two():

@@ -14,6 +14,7 @@ from trl_accel.onpolicy.envs import (
     episode_length,
     missing_package,
 )
+from trl_accel.stages.switch import SWITCH_RULES
 
 MODES = ("scratch", "accelerate")
 VALUE_LOSSES = ("mse", "hl_gauss")
@@ -117,6 +118,15 @@ def validate_ppo_config(cfg: DictConfig) -> DictConfig:
             raise ConfigError(f"mode=accelerate teaches a transformer: use policy=transformer (got policy={cfg.policy.kind}).")
         _int(acc.bc_epochs, "accelerate.bc_epochs")
         _real(acc.bc_lr, "accelerate.bc_lr", 0.0, 1.0, low_open=True)
+        switch = acc.switch
+        if switch.rule not in SWITCH_RULES:
+            raise ConfigError(f"accelerate.switch.rule must be one of {', '.join(SWITCH_RULES)}, got '{switch.rule}'.")
+        if switch.rule == "auto" and cfg.eval.every == 0:
+            raise ConfigError("accelerate.switch.rule=auto judges at each evaluation: set eval.every > 0.")
+        _real(switch.fraction, "accelerate.switch.fraction", 0.0, 10.0)
+        _int(switch.patience, "accelerate.switch.patience")
+        _int(switch.plateau_evals, "accelerate.switch.plateau_evals", 0)
+        _real(switch.min_improvement, "accelerate.switch.min_improvement", 0.0, 10.0)
         if acc.critic not in STAGE_TWO_CRITICS:
             raise ConfigError(f"accelerate.critic must be one of {', '.join(STAGE_TWO_CRITICS)}, got '{acc.critic}'.")
         check_policy(acc.teacher, "accelerate.teacher")

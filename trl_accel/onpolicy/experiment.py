@@ -43,6 +43,7 @@ from trl_accel.run_dir import (
     prepare_run_dir,
     truncate_metrics,
 )
+from trl_accel.stages.switch import SwitchCriterion
 
 #: Keys that ``resume=`` may change: the schedule and how the run is shown.
 RESUMABLE_KEYS = ("env_steps", "eval.every", "checkpoint.every", "quiet", "device")
@@ -210,11 +211,14 @@ class OnPolicyExperiment:
         self.evaluate = Evaluator(cfg, eval_env)
         self.bc = BehaviourCloning(cfg, self.model) if self.teacher is not None else None
         self.learner = self._learner(run.state.stage)
+        self.switch = (SwitchCriterion(**OmegaConf.to_container(cfg.accelerate.switch), random_return=0.0)
+                       if self.teacher is not None else None)
         if checkpoint is not None and "model" in checkpoint:
             self.model.load_state_dict(checkpoint["model"])
             if self.teacher is not None:
                 self.teacher.load_state_dict(checkpoint["teacher"])
                 self.bc.optimizer.load_state_dict(checkpoint["bc_optimizer"])
+                self.switch.load_state_dict(checkpoint["switch"])
             self.learner.load_state_dict(checkpoint["learner"])
             self.env.set_seed(cfg.seed + 1 + run.state.env_steps)  # fresh episodes after a resume
         self.carry = self.env.reset()
@@ -266,18 +270,27 @@ class OnPolicyExperiment:
         out = {"config": OmegaConf.to_container(self.cfg), "model": self.model.state_dict(),
                "learner": self.learner.state_dict()}
         if self.teacher is not None:
-            out |= {"teacher": self.teacher.state_dict(), "bc_optimizer": self.bc.optimizer.state_dict()}
+            out |= {"teacher": self.teacher.state_dict(), "bc_optimizer": self.bc.optimizer.state_dict(),
+                    "switch": self.switch.state_dict()}
         return out
 
-    def stage(self, stage: str, until: int, *, bc: bool = False) -> None:
+    def stage(self, stage: str, until: int, *, bc: bool = False) -> str | None:
+        """Iterate until ``until`` env steps; in stage one, until the switch criterion says so (its reason)."""
         run = self.run
         run.start_stage(stage)
         while run.state.env_steps < until:
             self.iterate(bc)
+            reason = None
             if run.evaluation_due():
-                run.record_evaluation(self.evaluation())
+                record = run.record_evaluation(self.evaluation())
+                if stage == "stage1":
+                    self.switch.random_return = run.state.random_return
+                    reason = self.switch.observe(record["accelerator_return"], record["transformer_return"])
             if run.checkpoint_due():
                 run.save("last", self.payload(), modules=(self.model,))
+            if reason is not None:
+                return reason
+        return None
 
     def __call__(self) -> None:
         cfg, run = self.cfg, self.run
@@ -285,9 +298,9 @@ class OnPolicyExperiment:
             self.stage("scratch", cfg.env_steps)
         else:
             if run.state.stage in (None, "stage1"):
-                self.stage("stage1", cfg.accelerate.switch_steps, bc=True)
+                reason = self.stage("stage1", cfg.accelerate.switch_steps, bc=True)
                 run.state.switch_step = run.state.env_steps
-                run.state.switch_reason = f"accelerate.switch_steps={cfg.accelerate.switch_steps}"
+                run.state.switch_reason = reason or f"accelerate.switch_steps={cfg.accelerate.switch_steps}"
                 run.state.results["stage1"] = run.record_evaluation(self.evaluation())
                 run.save("stage1", self.payload())
                 self.learner = self._learner("stage2")
@@ -308,7 +321,7 @@ def summarise(run: Run, cfg: DictConfig) -> dict:
             "env_steps": state.env_steps, "wall_time_s": run.wall_time(), "final_return": final.get("return"),
             "final_success": final.get("success"), "random_return": state.random_return,
             "steps_per_s": state.env_steps / seconds if seconds else None, "learning_steps_per_s": learning,
-            "switch_step": state.switch_step, "stage1": state.results.get("stage1", {}),
+            "switch_step": state.switch_step, "switch_reason": state.switch_reason, "stage1": state.results.get("stage1", {}),
             "num_envs": cfg.num_envs, "rollout_len": rollout_length(cfg),
             "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "evaluations": state.evaluations, "config": OmegaConf.to_container(cfg)}

@@ -78,6 +78,27 @@ def test_step_mode_equals_the_sequence_mode_across_resets(core, context_len):
     torch.testing.assert_close(value, rollout[STATE_VALUE], atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("core", ["transformer", "gru"])
+def test_step_mode_equals_the_sequence_mode_for_a_rollout_starting_mid_episode(core):
+    """Envs reset at different times, and the rollout starts inside their episodes (memory cleared there)."""
+    model, env = model_and_env(core, context_len=4)
+    policy = model.rollout_policy()
+    _, carry, _ = collect_rollout(env, policy, env.reset(), 3, memory_keys=model.memory_keys)
+    carry = env.reset(carry.set("_reset", torch.tensor([True, True, True, False, False, False])[:, None]))
+    _, carry, _ = collect_rollout(env, policy, carry, 4, memory_keys=model.memory_keys)
+    assert carry[keys.STEP_COUNT][:3].eq(4).all() and carry[keys.STEP_COUNT][3:].eq(7).all()
+    rollout, _, _ = collect_rollout(env, policy, carry, 25, memory_keys=model.memory_keys)
+    assert rollout[:, 0][keys.PREV_ACTION].any() and rollout[:, 0][keys.IS_INIT].all()
+    resets = rollout[keys.IS_INIT][..., 0]
+    assert resets[:3, 6].all() and resets[3:, 3].all()  # episodes end at different steps in different envs
+    replay = rollout.exclude(LOGITS, STATE_VALUE, "value_logits", keys.ACTION_LOG_PROB)
+    with torch.no_grad():
+        log_prob = model.actor().get_dist(replay.clone()).log_prob(rollout[keys.ACTION])
+        value = model.critic()(replay.clone())[STATE_VALUE]
+    torch.testing.assert_close(log_prob, rollout[keys.ACTION_LOG_PROB], atol=1e-5, rtol=0)
+    torch.testing.assert_close(value, rollout[STATE_VALUE], atol=1e-5, rtol=0)
+
+
 def test_memory_starts_empty_at_each_rollout_and_is_cleared_at_resets():
     model, env = model_and_env("transformer", context_len=32)
     policy = model.rollout_policy()
@@ -144,6 +165,14 @@ def test_the_critic_reuses_the_actors_features_with_the_same_gradients():
         grads.append(torch.autograd.grad(total, list(model.parameters())))
     for reused, recomputed in zip(*grads, strict=True):
         torch.testing.assert_close(reused, recomputed, atol=1e-6, rtol=1e-5)
+    calls = []
+    handle = model.core.blocks[0].register_forward_hook(lambda *args: calls.append(1))
+    for reuse in (True, False):
+        calls.clear()
+        make_ppo_loss(model.actor(), model.critic(reuse_features=reuse), clip_epsilon=0.2, entropy_coeff=0.01,
+                      critic_coeff=0.5)(rollout.clone())
+        assert len(calls) == (1 if reuse else 2)  # the transformer runs once per minibatch when the critic reuses
+    handle.remove()
 
 
 def test_hl_gauss_target_is_a_distribution_centred_on_the_value():
@@ -176,7 +205,7 @@ def test_the_recipe_runs_each_policy_and_writes_its_summary(tmp_path, policy):
     assert all(on_disk[key] is not None for key in REQUIRED) and on_disk["policy"] == policy
     assert summary["env_steps"] == 512 and on_disk["mode"] == "scratch"
     assert (tmp_path / "curves.png").is_file() and (tmp_path / "checkpoints" / "last.pt").is_file()
-    assert [e["env_steps"] for e in on_disk["evaluations"]] == [256, 512, 512]
+    assert [e["env_steps"] for e in on_disk["evaluations"]] == [256, 512]  # the final one is the last scheduled
 
 
 @pytest.mark.parametrize("critic", ["accelerator", "fresh"])
@@ -188,6 +217,11 @@ def test_accelerated_ppo_runs_both_stages(tmp_path, critic):
     assert (tmp_path / "checkpoints" / "stage1.pt").is_file()
     stages = [e["stage"] for e in summary["evaluations"]]
     assert "stage1" in stages and stages[-1] == "stage2"
+    at_switch = torch.load(tmp_path / "checkpoints" / "stage1.pt", weights_only=False)
+    at_end = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=False)
+    assert at_switch["run_state"]["stage"] == "stage2" and at_switch["run_state"]["stage_steps"] == 0
+    changed = any(not torch.equal(at_switch["teacher"][name], at_end["teacher"][name]) for name in at_end["teacher"])
+    assert changed == (critic == "accelerator")  # the accelerator's value network trains on only as the critic
 
 
 def test_the_automatic_switch_ends_stage_one_early(tmp_path):
@@ -226,14 +260,37 @@ def test_a_stopped_run_resumes_to_the_same_number_of_steps(tmp_path):
     assert "resume=" in stderr
     done = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=False)["run_state"]["env_steps"]
     assert 0 < done < 200000
-    resumed = subprocess.run([sys.executable, "recipes/ppo_transformer.py", f"resume={tmp_path}", "env_steps=4096"],
+    target = done + 1024  # whole rollouts of 8 agents x 16 steps
+    resumed = subprocess.run([sys.executable, "recipes/ppo_transformer.py", f"resume={tmp_path}", f"env_steps={target}"],
                              cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
-    if done >= 4096:  # the machine was fast: the shorter schedule is refused
-        assert resumed.returncode == 2 and "already done" in resumed.stderr
-        return
     assert resumed.returncode == 0, resumed.stderr
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert summary["env_steps"] == 4096
+    assert summary["env_steps"] == target
+    rows = (tmp_path / "metrics" / "scalars" / "train" / "loss_objective.csv").read_text().splitlines()
+    assert len(rows) == target // 128  # one row per rollout: the resumed run cut its metric files back
+
+
+def test_an_accelerated_run_resumes_in_stage_two(tmp_path, monkeypatch):
+    from trl_accel.loop import Run
+
+    original = Run.save
+
+    def save_then_stop(self, name, payload, **kwargs):
+        path = original(self, name, payload, **kwargs)
+        if self.state.stage == "stage2" and self.state.stage_steps >= 128:
+            raise KeyboardInterrupt("simulated kill")
+        return path
+
+    overrides = [*TINY_PPO, "mode=accelerate", "accelerate.switch_steps=256", "accelerate.teacher.d_model=16"]
+    monkeypatch.setattr(Run, "save", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        run_ppo(compose_ppo(*overrides), tmp_path)
+    monkeypatch.setattr(Run, "save", original)
+    stopped = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=False)
+    assert stopped["run_state"]["stage"] == "stage2" and stopped["run_state"]["env_steps"] == 384
+    summary = run_ppo(compose_ppo(*overrides, f"resume={tmp_path}"))
+    assert summary["env_steps"] == 512 and summary["switch_step"] == 256
+    assert [e["env_steps"] for e in summary["evaluations"]] == [256, 512]
 
 
 BAD_INPUT = [
@@ -247,6 +304,10 @@ BAD_INPUT = [
     ("num_envs=0", "num_envs must be an integer >= 1"),
     ("value.loss=huber", "value.loss must be one of"),
     ("mode=accelerate accelerate.switch.rule=sometimes", "accelerate.switch.rule must be one of"),
+    ("value.loss=hl_gauss value.max=abc", "value.max must be a number"),
+    ("ppo.normalize_advantage=abc", "ppo.normalize_advantage must be true or false"),
+    ("mode=accelerate +accelerate.teacher.kind=transformer", "accelerate.teacher is a GRU accelerator"),
+    ("mode=accelerate env_steps=100000 accelerate.switch_steps=99000", "the switch comes at 131072"),
 ]
 
 
@@ -259,7 +320,7 @@ def test_bad_input_is_one_line_before_anything_is_built(override, message):
 def test_accelerate_needs_a_transformer_student_and_a_stage_two():
     with pytest.raises(ConfigError, match="use policy=transformer"):
         validate_ppo_config(compose_ppo("mode=accelerate", "policy=gru"))
-    with pytest.raises(ConfigError, match="stage two needs steps"):
+    with pytest.raises(ConfigError, match="must leave stage two steps"):
         validate_ppo_config(compose_ppo("mode=accelerate", "env_steps=1000", "accelerate.switch_steps=1000"))
 
 
@@ -304,3 +365,9 @@ def test_popgym_asks_for_a_known_task_and_names_its_extra_when_missing(monkeypat
     monkeypatch.setattr(onpolicy_envs.importlib.util, "find_spec", lambda name: None if name == "popgym" else real(name))
     with pytest.raises(ConfigError, match=r"pip install -e \.\[popgym\]"):
         validate_ppo_config(compose_ppo("env=popgym"))
+
+
+def test_popgym_tasks_the_policies_cannot_act_in_are_refused():
+    pytest.importorskip("popgym", reason="the popgym extra is not installed (pip install -e .[popgym])")
+    with pytest.raises(ConfigError, match="the policies take one discrete action"):
+        validate_ppo_config(compose_ppo("env=popgym", "env.options.task=BattleshipEasy"))

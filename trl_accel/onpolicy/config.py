@@ -4,14 +4,18 @@ from __future__ import annotations
 
 from numbers import Real
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
+from torchrl.data import Bounded, Composite, OneHot
+from torchrl.envs import EnvBase
 
+from trl_accel import keys
 from trl_accel.config import ConfigError, resolve_device
 from trl_accel.modules.trajectory import CORES, TOKEN_PARTS
 from trl_accel.onpolicy.envs import (
     ONPOLICY_TASKS,
     env_options,
     episode_length,
+    make_onpolicy_env,
     missing_package,
 )
 from trl_accel.stages.switch import SWITCH_RULES
@@ -106,14 +110,19 @@ def validate_ppo_config(cfg: DictConfig) -> DictConfig:
     _int(value.hidden, "value.hidden")
     if value.loss == "hl_gauss":
         _int(value.bins, "value.bins", 2)
+        _real(value.min, "value.min", -1e9, 1e9)
+        _real(value.max, "value.max", -1e9, 1e9)
         if not value.max > value.min:
             raise ConfigError(f"value.max ({value.max}) must exceed value.min ({value.min}).")
     if cfg.mode == "accelerate":
         acc = cfg.accelerate
         _int(acc.switch_steps, "accelerate.switch_steps")
-        if acc.switch_steps >= cfg.env_steps:
-            raise ConfigError(f"accelerate.switch_steps ({acc.switch_steps}) must be below env_steps ({cfg.env_steps}): "
-                              "stage two needs steps.")
+        per_rollout = num_envs * rollout_length(cfg)
+        switch_at = -(-acc.switch_steps // per_rollout) * per_rollout  # training moves in whole rollouts
+        if switch_at >= cfg.env_steps:
+            raise ConfigError(f"accelerate.switch_steps ({acc.switch_steps}) must leave stage two steps: with rollouts of "
+                              f"{per_rollout} env steps the switch comes at {switch_at}, not below env_steps "
+                              f"({cfg.env_steps}).")
         if cfg.policy.kind != "transformer":
             raise ConfigError(f"mode=accelerate teaches a transformer: use policy=transformer (got policy={cfg.policy.kind}).")
         _int(acc.bc_epochs, "accelerate.bc_epochs")
@@ -129,6 +138,8 @@ def validate_ppo_config(cfg: DictConfig) -> DictConfig:
         _real(switch.min_improvement, "accelerate.switch.min_improvement", 0.0, 10.0)
         if acc.critic not in STAGE_TWO_CRITICS:
             raise ConfigError(f"accelerate.critic must be one of {', '.join(STAGE_TWO_CRITICS)}, got '{acc.critic}'.")
+        if acc.teacher.get("kind", "gru") != "gru":
+            raise ConfigError(f"accelerate.teacher is a GRU accelerator: kind gru, got '{acc.teacher.kind}'.")
         check_policy(acc.teacher, "accelerate.teacher")
     _int(cfg.eval.every, "eval.every", 0)
     _int(cfg.eval.episodes, "eval.episodes")
@@ -136,14 +147,29 @@ def validate_ppo_config(cfg: DictConfig) -> DictConfig:
     _int(cfg.checkpoint.every, "checkpoint.every", 0)
     if cfg.logger.backend not in LOGGERS:
         raise ConfigError(f"logger.backend must be one of {', '.join(LOGGERS)}, got '{cfg.logger.backend}'.")
+    for key in ("ppo.normalize_advantage", "quiet", "overwrite"):
+        if not isinstance(OmegaConf.select(cfg, key), bool):
+            raise ConfigError(f"{key} must be true or false, got {OmegaConf.select(cfg, key)!r}.")
     try:  # the env's own checks (grid size, view, ...), on a single agent
-        from trl_accel.onpolicy.envs import make_onpolicy_env
-
-        make_onpolicy_env(cfg.env, num_envs=1, seed=0)
+        env = make_onpolicy_env(cfg.env, num_envs=1, seed=0)
     except (ValueError, TypeError) as err:
         raise ConfigError(f"env.options: {err}") from None
-    rollout_length(cfg)
+    check_spaces(env, cfg.env.name)
     return cfg
 
 
-__all__ = ["MODES", "STAGE_TWO_CRITICS", "VALUE_LOSSES", "check_policy", "rollout_length", "validate_ppo_config"]
+def check_spaces(env: EnvBase, name: str) -> None:
+    """The policies act on one-hot discrete actions or bounded continuous ones, and read a flat observation."""
+    action = env.full_action_spec[keys.ACTION]
+    observation = env.observation_spec.get(keys.OBSERVATION, None)
+    continuous = isinstance(action, Bounded) and action.dtype.is_floating_point
+    if not (isinstance(action, OneHot) or continuous) or len(action.shape) != len(env.batch_size) + 1:
+        raise ConfigError(f"env {name}: the policies take one discrete action (one-hot) or a bounded vector, "
+                          f"not {type(action).__name__} of shape {tuple(action.shape)}: choose another task.")
+    if observation is None or isinstance(observation, Composite) or len(observation.shape) != len(env.batch_size) + 1:
+        raise ConfigError(f"env {name}: the policies read a flat observation vector under '{keys.OBSERVATION}'; "
+                          "this task's observation is not one: choose another task.")
+
+
+__all__ = ["MODES", "STAGE_TWO_CRITICS", "VALUE_LOSSES", "check_policy", "check_spaces", "rollout_length",
+           "validate_ppo_config"]

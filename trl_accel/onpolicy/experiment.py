@@ -87,7 +87,6 @@ class Learner:
         parameters = list(actor_model.parameters()) + ([] if shared else list(critic_model.parameters()))
         self.optimizer, self.scheduler = make_optimizer(parameters, cfg.ppo)
         self.policy = actor_model.rollout_policy(value_from=None if shared else critic_model)
-        self.memory_keys = tuple(dict.fromkeys(actor_model.memory_keys + critic_model.memory_keys))
 
     def update(self, rollout: TensorDictBase) -> dict[str, float]:
         return ppo_update(self.loss, self.optimizer, self.scheduler, rollout, epochs=self.cfg.ppo.epochs,
@@ -145,9 +144,10 @@ class BehaviourCloning:
 
 # ------------------------------------------------------------------------------------------------ evaluation
 class Evaluator:
-    """Mean return (and success at the last step, on tasks that report it) of a policy over ``eval.episodes``
-    episodes on a fixed set of episodes (the evaluation env reseeded with ``eval.seed`` each time) with a fixed
-    stream of action samples: the same for every run, evaluation and policy."""
+    """Mean return (and success at the episode's last step, on tasks that report it) of a policy over the first
+    episode of each of the ``eval.episodes`` evaluation envs: a fixed set of episodes (the evaluation env reseeded
+    with ``eval.seed`` each time) with a fixed stream of action samples, the same for every run, evaluation and
+    policy. An episode that ends early (some POPGym tasks) is counted up to its end."""
 
     def __init__(self, cfg: DictConfig, env: TransformedEnv):
         self.env, self.seed, self.steps = env, int(cfg.eval.seed), episode_length(cfg.env)
@@ -158,14 +158,23 @@ class Evaluator:
         env.set_seed(self.seed)
         carry = env.reset()
         total = torch.zeros(env.batch_size[0], device=env.device)
-        with torch.random.fork_rng(devices=[]), set_exploration_type(ExplorationType.RANDOM):
+        running = torch.ones_like(total, dtype=torch.bool)  # until the env's first episode ends
+        success = torch.zeros_like(total)
+        devices = [env.device] if env.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices), set_exploration_type(ExplorationType.RANDOM):
             torch.manual_seed(self.seed)
             for _ in range(self.steps):
                 step, carry = env.step_and_maybe_reset(policy(carry))
-                total += step.get(("next", keys.REWARD))[:, 0]
+                total += step.get(("next", keys.REWARD))[:, 0] * running
+                done = step.get(("next", keys.DONE))[:, 0]
+                if ("next", keys.SUCCESS) in step.keys(True):
+                    success = torch.where(running & done, step.get(("next", keys.SUCCESS))[:, 0].float(), success)
+                running &= ~done
+                if not running.any():
+                    break
         result = {"return": total.mean().item()}
         if ("next", keys.SUCCESS) in step.keys(True):
-            result["success"] = step.get(("next", keys.SUCCESS)).float().mean().item()
+            result["success"] = success.mean().item()
         return result
 
     def random_policy(self):
@@ -208,6 +217,10 @@ class OnPolicyExperiment:
             for env in (self.env, eval_env):
                 for primer in model.env_primers() if model is not None else ():
                     env.append_transform(primer)
+        #: The memory every primer on the env carries (the acting model's and, in accelerated runs, the other's):
+        #: never stored in a rollout (a primer copies a memory no module writes into every step's ``next``).
+        self.memory_keys = tuple(dict.fromkeys(key for model in (self.model, self.teacher) if model is not None
+                                               for key in model.memory_keys))
         self.evaluate = Evaluator(cfg, eval_env)
         self.bc = BehaviourCloning(cfg, self.model) if self.teacher is not None else None
         self.learner = self._learner(run.state.stage)
@@ -247,12 +260,19 @@ class OnPolicyExperiment:
             student = self.evaluate(self.model.rollout_policy())
             return record | {"transformer_return": student["return"], "transformer_success": student.get("success")}
 
+    def evaluation_at_this_step(self) -> dict:
+        """The evaluation record of the current env step: the scheduled one if it just ran, else a new one."""
+        records = self.run.state.evaluations
+        if records and records[-1]["env_steps"] == self.run.state.env_steps and records[-1]["stage"] == self.run.state.stage:
+            return records[-1]
+        return self.run.record_evaluation(self.evaluation())
+
     def iterate(self, bc: bool) -> None:
         """One rollout, its advantages and the PPO update (and, in stage one, the student's BC on it)."""
         run, learner = self.run, self.learner
         started = time.perf_counter()
         rollout, self.carry, bootstrap = collect_rollout(self.env, learner.policy, self.carry, self.rollout_len,
-                                                         memory_keys=learner.memory_keys)
+                                                         memory_keys=self.memory_keys)
         add_advantages(rollout, bootstrap, gamma=self.cfg.ppo.gamma, lmbda=self.cfg.ppo.lmbda)
         metrics = learner.update(rollout)
         if bc:
@@ -301,11 +321,14 @@ class OnPolicyExperiment:
                 reason = self.stage("stage1", cfg.accelerate.switch_steps, bc=True)
                 run.state.switch_step = run.state.env_steps
                 run.state.switch_reason = reason or f"accelerate.switch_steps={cfg.accelerate.switch_steps}"
-                run.state.results["stage1"] = run.record_evaluation(self.evaluation())
-                run.save("stage1", self.payload())
+                run.state.results["stage1"] = self.evaluation_at_this_step()
                 self.learner = self._learner("stage2")
+                run.start_stage("stage2")
+                payload = {**self.payload(), "run_state": run.state.state_dict()}
+                save_checkpoint(run.run_dir / "checkpoints" / "stage1.pt", payload)  # the switch, kept
+                run.save("last", self.payload(), modules=(self.model,))  # where a resume continues
             self.stage("stage2", cfg.env_steps)
-        final = run.record_evaluation(self.evaluation())
+        final = self.evaluation_at_this_step()
         key = f"{self.name}_return"
         run.state.results["final"] = {"return": final[key], "success": final.get(key.replace("_return", "_success"))}
         run.state.stage = "done"

@@ -85,7 +85,7 @@ def ppo_update(loss: ClipPPOLoss, optimizer: torch.optim.Optimizer, scheduler: t
             grad_norm = torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
             optimizer.step()
             scheduler.step()
-            values = {name: out[name].detach() for name in out.keys() if out[name].numel() == 1}  # noqa: SIM118
+            values = {name: out[name].detach().float().mean() for name in out.keys()}  # noqa: SIM118
             values["grad_norm"] = grad_norm
             for name, value in values.items():
                 sums[name] = sums.get(name, 0.0) + float(value)

@@ -62,6 +62,16 @@ def model_and_env(core: str, *, context_len: int = 6, n_layers: int = 2, value_b
     return model, env
 
 
+def assert_sequence_mode_matches(model, rollout) -> None:
+    """The sequence mode's log-probabilities and values over ``rollout`` equal those the step mode wrote (1e-5)."""
+    replay = rollout.exclude(LOGITS, STATE_VALUE, "value_logits", keys.ACTION_LOG_PROB)
+    with torch.no_grad():
+        log_prob = model.actor().get_dist(replay.clone()).log_prob(rollout[keys.ACTION])
+        value = model.critic()(replay.clone())[STATE_VALUE]
+    torch.testing.assert_close(log_prob, rollout[keys.ACTION_LOG_PROB], atol=1e-5, rtol=0)
+    torch.testing.assert_close(value, rollout[STATE_VALUE], atol=1e-5, rtol=0)
+
+
 @pytest.mark.parametrize("core", ["transformer", "gru", "mlp"])
 @pytest.mark.parametrize("context_len", [4, 32])
 def test_step_mode_equals_the_sequence_mode_across_resets(core, context_len):
@@ -70,12 +80,7 @@ def test_step_mode_equals_the_sequence_mode_across_resets(core, context_len):
     rollout, _, _ = collect_rollout(env, model.rollout_policy(), env.reset(), 25, memory_keys=model.memory_keys)
     assert rollout.shape == (6, 25) and rollout[:, 0][keys.IS_INIT].all() and rollout[:, 10][keys.IS_INIT].all()
     assert not any(key in rollout for key in model.memory_keys)
-    replay = rollout.exclude(LOGITS, STATE_VALUE, "value_logits", keys.ACTION_LOG_PROB)
-    with torch.no_grad():
-        log_prob = model.actor().get_dist(replay.clone()).log_prob(rollout[keys.ACTION])
-        value = model.critic()(replay.clone())[STATE_VALUE]
-    torch.testing.assert_close(log_prob, rollout[keys.ACTION_LOG_PROB], atol=1e-5, rtol=0)
-    torch.testing.assert_close(value, rollout[STATE_VALUE], atol=1e-5, rtol=0)
+    assert_sequence_mode_matches(model, rollout)
 
 
 @pytest.mark.parametrize("core", ["transformer", "gru"])
@@ -91,12 +96,7 @@ def test_step_mode_equals_the_sequence_mode_for_a_rollout_starting_mid_episode(c
     assert rollout[:, 0][keys.PREV_ACTION].any() and rollout[:, 0][keys.IS_INIT].all()
     resets = rollout[keys.IS_INIT][..., 0]
     assert resets[:3, 6].all() and resets[3:, 3].all()  # episodes end at different steps in different envs
-    replay = rollout.exclude(LOGITS, STATE_VALUE, "value_logits", keys.ACTION_LOG_PROB)
-    with torch.no_grad():
-        log_prob = model.actor().get_dist(replay.clone()).log_prob(rollout[keys.ACTION])
-        value = model.critic()(replay.clone())[STATE_VALUE]
-    torch.testing.assert_close(log_prob, rollout[keys.ACTION_LOG_PROB], atol=1e-5, rtol=0)
-    torch.testing.assert_close(value, rollout[STATE_VALUE], atol=1e-5, rtol=0)
+    assert_sequence_mode_matches(model, rollout)
 
 
 def test_memory_starts_empty_at_each_rollout_and_is_cleared_at_resets():

@@ -61,10 +61,11 @@ def curve(summary: dict) -> list[tuple[int, float, float]]:
 def plot(rows: list[dict], out: Path, axis_key: str, label: str) -> Path:
     figure, axis = plt.subplots(figsize=(7, 4))
     colours = {}
-    for (variant, seed), points in group(rows).items():
+    for (variant, _), points in group(rows).items():
+        first = variant not in colours  # one legend entry per variant
         colour = colours.setdefault(variant, f"C{len(colours)}")
         axis.plot([p[axis_key] for p in points], [p["return"] for p in points], color=colour, marker="o", markersize=2,
-                  linewidth=1, label=variant if seed == min(s for v, s in group(rows) if v == variant) else None)
+                  linewidth=1, label=variant if first else None)
     axis.set_xlabel(label)
     axis.set_ylabel("evaluation return (per seed, unsmoothed)")
     axis.grid(alpha=0.3)

@@ -50,7 +50,11 @@ def kv_cache_shape(network: nn.Module) -> tuple[int, ...]:
 def kv_cache_primer(network: nn.Module) -> TensorDictPrimer:
     """A ``TensorDictPrimer`` that writes a zero ``kv_cache`` and an all-False ``kv_mask`` at every reset (for
     a transformer policy head, or an actor holding one)."""
-    shape = kv_cache_shape(network)
+    return kv_cache_primer_of_shape(kv_cache_shape(network))
+
+
+def kv_cache_primer_of_shape(shape: tuple[int, ...]) -> TensorDictPrimer:
+    """:func:`kv_cache_primer` for a cache of ``shape`` ``(L, 2, C, Hkv * hd)``."""
     return TensorDictPrimer(Composite({KV_CACHE: Unbounded(shape=shape), KV_MASK: Binary(n=shape[2], dtype=torch.bool)}),
                             expand_specs=True)
 
@@ -163,5 +167,5 @@ def cached_transformer_actor(actor: TensorDictModuleBase) -> TensorDictModuleBas
     return TensorDictSequential(body, actor[-1])  # the bounded head (no parameters)
 
 
-__all__ = ["KV_CACHE", "KV_MASK", "CachedTransformerBody", "cached_transformer_actor", "kv_cache_primer", "kv_cache_shape",
-           "step_blocks", "transformer_network"]
+__all__ = ["KV_CACHE", "KV_MASK", "CachedTransformerBody", "cached_transformer_actor", "kv_cache_primer",
+           "kv_cache_primer_of_shape", "kv_cache_shape", "step_blocks", "transformer_network"]

@@ -35,7 +35,7 @@ from tensordict.nn import (
     TensorDictSequential,
 )
 from torch import nn
-from torchrl.data import Binary, Composite, OneHot, TensorSpec, Unbounded
+from torchrl.data import OneHot, TensorSpec
 from torchrl.envs import Transform
 from torchrl.modules import (
     GRUModule,
@@ -46,7 +46,12 @@ from torchrl.modules import (
 )
 
 from trl_accel import keys
-from trl_accel.modules.kv_cache import KV_CACHE, KV_MASK, step_blocks
+from trl_accel.modules.kv_cache import (
+    KV_CACHE,
+    KV_MASK,
+    kv_cache_primer_of_shape,
+    step_blocks,
+)
 from trl_accel.modules.transformer import TransformerBlock, rotary_angles
 
 CORES = ("transformer", "gru", "mlp")
@@ -56,6 +61,12 @@ TOKENS, FEATURES = "tokens", "features"
 LOGITS, VALUE_LOGITS, STATE_VALUE = "logits", "value_logits", "state_value"
 #: The GRU's carried state [*B, layers, H] (TorchRL's ``GRUModule`` default name).
 RECURRENT_STATE = "recurrent_state"
+
+
+def valid_token_parts(tokens) -> bool:
+    """Whether ``tokens`` is ``observation`` followed by distinct parts of :data:`TOKEN_PARTS`."""
+    tokens = list(tokens)
+    return bool(tokens) and tokens[0] == keys.OBSERVATION and set(tokens) <= set(TOKEN_PARTS) and len(set(tokens)) == len(tokens)
 
 
 class TokenEmbedding(nn.Module):
@@ -219,7 +230,7 @@ class TrajectoryActorCritic(nn.Module):
         super().__init__()
         if core not in CORES:
             raise ValueError(f"core must be one of {CORES}, got '{core}'.")
-        if not tokens or tokens[0] != keys.OBSERVATION or not set(tokens) <= set(TOKEN_PARTS) or len(set(tokens)) != len(tokens):
+        if not valid_token_parts(tokens):
             raise ValueError(f"tokens must be 'observation' followed by any of {TOKEN_PARTS[1:]}, got {list(tokens)}.")
         self.action_spec = action_spec
         self.discrete = isinstance(action_spec, OneHot)
@@ -252,11 +263,7 @@ class TrajectoryActorCritic(nn.Module):
         if self.core_kind == "gru":
             return [self.core.make_tensordict_primer()]
         if self.core_kind == "transformer":
-            from torchrl.envs import TensorDictPrimer
-
-            shape = self.core.cache_shape
-            return [TensorDictPrimer(Composite({KV_CACHE: Unbounded(shape=shape),
-                                                KV_MASK: Binary(n=shape[2], dtype=torch.bool)}), expand_specs=True)]
+            return [kv_cache_primer_of_shape(self.core.cache_shape)]
         return []
 
     def embed(self, tensordict: TensorDictBase) -> torch.Tensor:
@@ -291,7 +298,7 @@ class TrajectoryActorCritic(nn.Module):
 
     def actor(self) -> ProbabilisticActor:
         """Sequence mode actor over ``[B, T]``: features, then the action distribution (for ``ClipPPOLoss``)."""
-        return self._probabilistic(TensorDictSequential(SequenceFeatures(self), *self._heads()))
+        return self._probabilistic(self.distribution_params())
 
     def critic(self, *, reuse_features: bool = True) -> TensorDictSequential:
         """Sequence mode critic over ``[B, T]`` writing ``state_value``, reusing the ``features`` the actor just wrote
@@ -331,4 +338,4 @@ def make_trajectory_actor_critic(obs_dim: int, action_spec: TensorSpec, *, core:
 
 __all__ = ["CORES", "FEATURES", "LOGITS", "STATE_VALUE", "TOKEN_PARTS", "VALUE_LOGITS", "SequenceFeatures",
            "StepFeatures", "TokenEmbedding", "TrajectoryActorCritic", "TransformerCore", "ValueHead",
-           "make_trajectory_actor_critic"]
+           "make_trajectory_actor_critic", "valid_token_parts"]

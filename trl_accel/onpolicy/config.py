@@ -10,7 +10,7 @@ from torchrl.envs import EnvBase
 
 from trl_accel import keys
 from trl_accel.config import ConfigError, resolve_device
-from trl_accel.modules.trajectory import CORES, TOKEN_PARTS
+from trl_accel.modules.trajectory import CORES, valid_token_parts
 from trl_accel.onpolicy.envs import (
     ONPOLICY_TASKS,
     env_options,
@@ -55,7 +55,7 @@ def check_policy(policy: DictConfig, name: str) -> None:
     for key in ("d_model", "n_layers", "d_ff"):
         _int(policy.get(key), f"{name}.{key}")
     tokens = list(policy.tokens)
-    if not tokens or tokens[0] != "observation" or not set(tokens) <= set(TOKEN_PARTS) or len(set(tokens)) != len(tokens):
+    if not valid_token_parts(tokens):
         raise ConfigError(f"{name}.tokens must be [observation] followed by any of prev_action, prev_reward, got {tokens}.")
     if kind == "transformer":
         heads, kv_heads = _int(policy.n_heads, f"{name}.n_heads"), _int(policy.n_kv_heads, f"{name}.n_kv_heads")

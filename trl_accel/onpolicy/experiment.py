@@ -33,7 +33,7 @@ from trl_accel.modules.trajectory import (
 )
 from trl_accel.onpolicy.config import rollout_length, validate_ppo_config
 from trl_accel.onpolicy.envs import episode_length, make_onpolicy_env
-from trl_accel.onpolicy.loss import make_ppo_loss, ppo_update
+from trl_accel.onpolicy.loss import make_ppo_loss, ppo_update, trajectory_minibatches
 from trl_accel.onpolicy.rollout import add_advantages, collect_rollout, episode_returns
 from trl_accel.plots import plot_curves
 from trl_accel.run_dir import (
@@ -65,9 +65,9 @@ def build_model(network: DictConfig, value: DictConfig, env: TransformedEnv, rol
         value_min=value.min, value_max=value.max).to(device)
 
 
-def make_optimizer(parameters, ppo: DictConfig, lr: float | None = None):
+def make_optimizer(parameters, ppo: DictConfig):
     """AdamW and a linear warm-up over ``ppo.warmup_updates`` gradient steps."""
-    optimizer = torch.optim.AdamW(parameters, lr=lr or ppo.lr, weight_decay=ppo.weight_decay)
+    optimizer = torch.optim.AdamW(parameters, lr=ppo.lr, weight_decay=ppo.weight_decay)
     warmup = ppo.warmup_updates
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / warmup) if warmup else 1.0)
     return optimizer, scheduler
@@ -121,19 +121,15 @@ class BehaviourCloning:
                 + F.mse_loss(out.get(keys.SCALE).log(), batch.get(TEACHER_SCALE).log()))
 
     def update(self, rollout: TensorDictBase) -> dict[str, float]:
-        if self.student.discrete:
-            rollout = rollout.select(*self.student.token_keys, keys.STEP_COUNT, keys.IS_INIT).set(
-                TEACHER_LOGITS, rollout.get(LOGITS))
-        else:
-            rollout = rollout.select(*self.student.token_keys, keys.STEP_COUNT, keys.IS_INIT).set(
-                TEACHER_LOC, rollout.get(keys.LOC)).set(TEACHER_SCALE, rollout.get(keys.SCALE))
-        n = rollout.shape[0]
-        size = -(-n // self.cfg.ppo.minibatches)
+        teacher = ({TEACHER_LOGITS: LOGITS} if self.student.discrete
+                   else {TEACHER_LOC: keys.LOC, TEACHER_SCALE: keys.SCALE})
+        pairs = rollout.select(*self.student.token_keys, keys.STEP_COUNT, keys.IS_INIT)
+        for name, key in teacher.items():
+            pairs.set(name, rollout.get(key))
         losses = []
         for _ in range(self.cfg.accelerate.bc_epochs):
-            order = torch.randperm(n).to(rollout.device)
-            for start in range(0, n, size):
-                loss = self.loss(rollout[order[start:start + size]])
+            for batch in trajectory_minibatches(pairs, self.cfg.ppo.minibatches):
+                loss = self.loss(batch)
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(self.student.parameters(), self.cfg.ppo.max_grad_norm)
@@ -324,9 +320,10 @@ class OnPolicyExperiment:
                 run.state.results["stage1"] = self.evaluation_at_this_step()
                 self.learner = self._learner("stage2")
                 run.start_stage("stage2")
-                payload = {**self.payload(), "run_state": run.state.state_dict()}
-                save_checkpoint(run.run_dir / "checkpoints" / "stage1.pt", payload)  # the switch, kept
-                run.save("last", self.payload(), modules=(self.model,))  # where a resume continues
+                payload = self.payload()
+                save_checkpoint(run.run_dir / "checkpoints" / "stage1.pt",  # the switch, kept
+                                {**payload, "run_state": run.state.state_dict()})
+                run.save("last", payload, modules=(self.model,))  # where a resume continues
             self.stage("stage2", cfg.env_steps)
         final = self.evaluation_at_this_step()
         key = f"{self.name}_return"

@@ -8,6 +8,7 @@ the advantages use is the histogram's mean.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -64,24 +65,32 @@ def make_ppo_loss(actor: TensorDictModuleBase, critic: TensorDictModuleBase, *, 
     return ClipPPOLoss(actor, critic, **kwargs)
 
 
+def trajectory_minibatches(rollout: TensorDictBase, minibatches: int,
+                           generator: torch.Generator | None = None) -> Iterator[TensorDictBase]:
+    """One pass over ``rollout`` [N, T]: its N trajectories shuffled and split into ``minibatches`` groups of
+    ``ceil(N / minibatches)`` (the last one smaller), each [n, T] with time order kept."""
+    n = rollout.shape[0]
+    size = math.ceil(n / minibatches)
+    order = torch.randperm(n, generator=generator).to(rollout.device)
+    for start in range(0, n, size):
+        yield rollout[order[start:start + size]]
+
+
 def ppo_update(loss: ClipPPOLoss, optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler,
                rollout: TensorDictBase, *, epochs: int, minibatches: int, max_grad_norm: float,
                generator: torch.Generator | None = None) -> dict[str, float]:
     """``epochs`` passes over ``rollout`` [N, T] (with ``advantage`` and ``value_target``), each over its N
     trajectories shuffled and split into ``minibatches`` groups (time order kept). Returns the mean of each
     loss term and diagnostic (``clip_fraction``, ``kl_approx``, ``entropy``, ``explained_variance``, ``grad_norm``)."""
-    n = rollout.shape[0]
-    size = math.ceil(n / minibatches)
+    params = [p for group in optimizer.param_groups for p in group["params"]]
     sums: dict[str, float] = {}
     count = 0
     for _ in range(epochs):
-        order = torch.randperm(n, generator=generator).to(rollout.device)
-        for start in range(0, n, size):
-            out = loss(rollout[order[start:start + size]])
+        for batch in trajectory_minibatches(rollout, minibatches, generator):
+            out = loss(batch)
             total = sum(out[name] for name in LOSS_TERMS if name in out)
             optimizer.zero_grad(set_to_none=True)
             total.backward()
-            params = [p for group in optimizer.param_groups for p in group["params"]]
             grad_norm = torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
             optimizer.step()
             scheduler.step()
@@ -93,4 +102,4 @@ def ppo_update(loss: ClipPPOLoss, optimizer: torch.optim.Optimizer, scheduler: t
     return {name: value / count for name, value in sums.items()}
 
 
-__all__ = ["LOSS_TERMS", "HLGaussPPOLoss", "hl_gauss_target", "make_ppo_loss", "ppo_update"]
+__all__ = ["LOSS_TERMS", "HLGaussPPOLoss", "hl_gauss_target", "make_ppo_loss", "ppo_update", "trajectory_minibatches"]

@@ -64,7 +64,6 @@ TD3_BAD_INPUTS = [
     ("accelerator=gru accelerator.inputs=[]", r"accelerator.inputs must name at least one of"),
     ("accelerator=gru accelerator.start_state=random", r"accelerator.start_state='random' is out of range"),
     ("accelerator=lstm accelerator.shared_critic_trunk=maybe", r"accelerator.shared_critic_trunk: Value .maybe. is not a valid bool"),
-    ("accelerator=lstm stage1.bc_data=dagger", r"stage1.bc_data=dagger with accelerator=lstm"),
     ("accelerator=gru stage1.ascent_weight=0.1", r"holds no prev_action: set accelerator.inputs=\[observation\]"),
     ("logger.backend=foo", r"logger.backend='foo' is out of range: it must be one of"),
     ("logger.backend=tensorboard", r"logger.backend=tensorboard needs the tensorboard package.*pip install -e '.\[tensorboard\]'"),

@@ -7,6 +7,7 @@ import pytest
 import torch
 from td3_accelerate import run_experiment
 
+from tests.conftest import TINY_LSTM
 from trl_accel import loop
 
 TOTAL = 200 + 300 + 200  # random + stage-one + stage-two steps in the tiny schedule
@@ -44,6 +45,15 @@ def test_other_bc_data_sources_fill_the_trajectory_buffer(tiny_config, tmp_path,
     summary = run_experiment(tiny_config(f"stage1.bc_data={source}", "stage2.steps=0"), tmp_path)
     assert summary["bc_env_steps"] == 300  # one batch of bc_every=100 rollout steps per BC round
     assert (tmp_path / "metrics" / "scalars" / "train" / "loss_bc.csv").read_text().count("\n") == 3
+
+
+def test_a_recurrent_teacher_labels_the_transformers_own_rollouts(tiny_config, tmp_path):
+    # bc_data=dagger with an LSTM teacher: T gives the teacher each step's history (observation, previous action
+    # and reward) and it labels the transformer's rollouts from the memory it rebuilds over them.
+    summary = run_experiment(tiny_config(*TINY_LSTM, "stage1.bc_data=dagger", "stage2.steps=0"), tmp_path)
+    assert summary["bc_env_steps"] == 300
+    bc_losses = (tmp_path / "metrics" / "scalars" / "train" / "loss_bc.csv").read_text().splitlines()
+    assert len(bc_losses) == 3 and all(float(line.split(",")[1]) > 0 for line in bc_losses)
 
 
 @pytest.mark.parametrize("crash_at_save, stage, env_steps", [(3, "stage1", 300), (8, "stage2", 600)])

@@ -213,9 +213,6 @@ def _check_stage_one(cfg: DictConfig) -> None:
     _require(stage1.bc_loss == "mse" or algorithm == "sac",
              "stage1.bc_loss=likelihood needs a stochastic transformer: use recipes/sac_accelerate.py (algo=sac), or bc_loss=mse.")
     if cfg.accelerator.type in RECURRENT:
-        _require(stage1.bc_data != "dagger",
-                 f"stage1.bc_data=dagger with accelerator={cfg.accelerator.type}: the transformer's own rollouts carry no "
-                 "accelerator memory to label them with; use stage1.bc_data=training or evaluation.")
         previous = sorted({"prev_action", "prev_reward"} & set(cfg.accelerator.inputs))
         _require(stage1.ascent_weight == 0 or not previous,
                  f"stage1.ascent_weight > 0 evaluates the recurrent critic on the transformer's observation window, which "

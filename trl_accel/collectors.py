@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import copy
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -49,7 +50,7 @@ class CollectorSettings:
         return self.workers == 1 and self.backend == "local"
 
     @classmethod
-    def from_config(cls, collector: Any) -> "CollectorSettings":
+    def from_config(cls, collector: Any) -> CollectorSettings:
         return cls(workers=int(collector.workers), sync=bool(collector.sync), update_every=int(collector.update_every),
                    backend=str(collector.backend), ray_address=collector.ray_address)
 
@@ -177,7 +178,8 @@ def ray_collector(settings: CollectorSettings, factories: list[WorkerEnv], polic
     from torchrl.collectors.distributed import RayCollector
 
     init = {"address": settings.ray_address} if settings.ray_address else {}
-    return RayCollector(factories, policy, frames_per_batch=frames_per_batch, total_frames=-1,
+    endless = frames_per_batch * 2**40  # RayCollector reads total_frames=-1 as none at all; the stage ends the loop
+    return RayCollector(factories, policy, frames_per_batch=frames_per_batch, total_frames=endless,
                         init_random_frames=init_random_frames, sync=settings.sync, ray_init_config=init,
                         remote_configs={"num_cpus": 1})
 

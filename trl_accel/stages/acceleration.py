@@ -54,7 +54,7 @@ def bc_pairs(batch: TensorDictBase, extra_keys: tuple = (), *, windows_from_stor
     carry one."""
     wanted = list(dict.fromkeys([*PAIR_KEYS, *extra_keys]))
     if windows_from_storage:
-        wanted = stored_instead_of_windows(wanted) + ([keys.WORKER] if keys.WORKER in batch.keys() else [])
+        wanted = stored_instead_of_windows(wanted) + ([keys.WORKER] if keys.WORKER in batch else [])
     return batch.select(*wanted).reshape(-1)
 
 

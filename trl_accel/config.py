@@ -9,6 +9,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from trl_accel.collectors import ray_address_problem
 from trl_accel.envs.make import TORCH_TASKS, check_env_available, episode_limit
 from trl_accel.envs.maniskill import (
     default_max_episode_steps,
@@ -95,6 +96,7 @@ def validate_config(cfg: DictConfig) -> DictConfig:
     _check_buffers(cfg)
     _check_stage_one(cfg)
     _check_logger(cfg.logger.backend)
+    _check_collector(cfg)
     return cfg
 
 
@@ -236,6 +238,30 @@ def _check_logger(backend: str | None) -> None:
         _require(importlib.util.find_spec(package) is not None,
                  f"logger.backend={backend} needs the {package} package, which is not installed: "
                  f"pip install -e '.[{extra}]', or use logger.backend=csv.")
+
+
+def _check_collector(cfg: DictConfig) -> None:
+    """``collector.*``: batches that split evenly over the workers, the ``ray`` package for ``backend=ray``, and a
+    cluster address that answers (checked within seconds, so that a wrong address fails instead of hanging)."""
+    c = cfg.collector
+    envs = cfg.env.num_envs if is_maniskill_config(cfg.env) else 1
+    if c.sync:
+        _require(cfg.frames_per_batch % (c.workers * envs) == 0,
+                 f"frames_per_batch ({cfg.frames_per_batch}) must be a multiple of collector.workers x env.num_envs "
+                 f"({c.workers} x {envs}) with collector.sync=true: each batch holds the same number of steps from "
+                 f"every env of every worker.")
+    _require(c.workers == 1 or c.backend == "ray" or cfg.env.sim_backend != "physx_cuda",
+             "collector.workers > 1 with env.sim_backend=physx_cuda: a GPU simulator steps all its envs in one "
+             "process; raise env.num_envs instead, or use env.sim_backend=physx_cpu.")
+    _require(c.ray_address is None or c.backend == "ray",
+             f"collector.ray_address={c.ray_address} is for collector.backend=ray (got backend={c.backend}).")
+    if c.backend == "ray":
+        _require(importlib.util.find_spec("ray") is not None,
+                 "collector.backend=ray needs the ray package, which is not installed: pip install -e .[ray] "
+                 "(or use collector.backend=local).")
+        if c.ray_address is not None:
+            problem = ray_address_problem(c.ray_address)
+            _require(problem is None, f"collector.ray_address={c.ray_address}: {problem}")
 
 
 def _check_maniskill(cfg: DictConfig) -> None:

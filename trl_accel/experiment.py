@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import random
 import resource
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,7 @@ from torchrl.record.loggers import get_logger
 
 from trl_accel import keys
 from trl_accel.checkpoint import load_checkpoint, restore_rng_states, save_checkpoint
+from trl_accel.collectors import CollectorSettings, Workers
 from trl_accel.config import (
     RECURRENT,
     ConfigError,
@@ -234,7 +236,7 @@ def replay_keys(loss: LossModule, sequences: SequenceSettings | None = None):
                                  *(("next", key) for key in loss.in_keys if isinstance(key, str) and key not in unread),
                                  *([TRAJECTORY_KEY] if sequences is not None else [])]))
     if reads_windows(loss.in_keys):
-        wanted = stored_instead_of_windows(wanted)
+        wanted = [*stored_instead_of_windows(wanted), keys.WORKER]  # the worker places an asynchronous batch
 
     def select(batch: TensorDictBase) -> TensorDictBase:
         return batch.select(*wanted, strict=False)
@@ -254,13 +256,16 @@ def load_state_dicts(parts: dict, checkpoint: dict) -> None:
 
 
 class Experiment:
-    """What every stage of one run needs: the config, the run, the env, the agents and the evaluator."""
+    """What every stage of one run needs: the config, the run, the env, the agents and the evaluator; ``workers``:
+    the collector workers (``None``: ``env`` steps in this process)."""
 
     def __init__(self, cfg: DictConfig, run: Run, env: EnvBase, agents: Agents, evaluate: Evaluator,
-                 device: torch.device, checkpoint: dict | None):
+                 device: torch.device, checkpoint: dict | None, workers: Workers | None = None):
         self.cfg, self.run, self.env, self.agents, self.evaluate = cfg, run, env, agents, evaluate
-        self.device, self.checkpoint = device, checkpoint
-        self.num_streams = env.batch_size.numel()  # the envs of one collector batch
+        self.device, self.checkpoint, self.workers = device, checkpoint, workers
+        # the env streams of the training steps, and those of one collector batch
+        self.num_streams = workers.num_streams if workers is not None else env.batch_size.numel()
+        self.batch_streams = workers.batch_streams if workers is not None else self.num_streams
         self.shapes = {"obs_dim": env.observation_spec[keys.OBSERVATION].shape[-1],
                        "action_dim": env.action_spec_unbatched.shape[-1], "context_len": cfg.transformer.context_len}
 
@@ -286,7 +291,8 @@ class Experiment:
         sequences = self.agents.sequences
         batch_size = batch_size or (self.cfg.accelerator.batch_size if sequences else None) or self.cfg.algo.batch_size
         step_windows = (StreamWindows(context_len=transformer_window(self.cfg), num_streams=self.num_streams,
-                                      capacity=size, device=self.device) if windows else None)
+                                      capacity=size, device=self.device, batch_streams=self.batch_streams)
+                        if windows else None)
         return make_replay_buffer(size, batch_size, self.device, sequences, step_windows)
 
     def resuming(self, *stages: str) -> bool:
@@ -312,8 +318,11 @@ def stage_one(x: Experiment) -> dict:
                              ascent_weight=s1.ascent_weight)
     switch = SwitchCriterion(**OmegaConf.to_container(s1.switch), random_return=run.state.random_return)
     teacher_sources = tuple(key for key in agents.accelerator.in_keys if key in RECURRENT_INPUTS) if agents.recurrent else ()
+    # T is fed by the training steps (every worker's), or by separate rollouts in this process
+    streams = ({"num_streams": x.num_streams, "batch_streams": x.batch_streams} if s1.bc_data == "training"
+               else {"num_streams": x.env.batch_size.numel()})
     trajectory_buffer = make_trajectory_buffer(s1.bc_every, s1.bc_batch_size, x.device,
-                                               context_len=transformer_window(cfg), num_streams=x.num_streams,
+                                               context_len=transformer_window(cfg), **streams,
                                                teacher_len=sequence_length(cfg) if agents.recurrent else None,
                                                teacher_sources=teacher_sources)
     replay = x.replay(s1.buffer_size)
@@ -333,7 +342,8 @@ def stage_one(x: Experiment) -> dict:
     switch_reason = None
     for step in collect_and_learn(run, x.env, x.collection_policy(agents.accelerator), learner, replay,
                                   steps=s1.steps, random_steps=s1.random_steps, frames_per_batch=cfg.frames_per_batch,
-                                  updates_per_step=cfg.updates_per_step, stored_keys=replay_keys(learner.loss, x.agents.sequences)):
+                                  updates_per_step=cfg.updates_per_step, stored_keys=replay_keys(learner.loss, x.agents.sequences),
+                                  workers=x.workers):
         metrics = step.metrics
         if teacher_rollouts is None:  # Algorithm 1: fresh (window, action) pairs into T; the random phase as history
             trajectory_buffer.extend(bc_pairs(step.batch, pair_keys, windows_from_storage=True),
@@ -403,7 +413,7 @@ def stage_two(x: Experiment, stage_one_parts: dict) -> None:
     for step in collect_and_learn(run, x.env, x.collection_policy(x.agents.transformer_policy), learner, replay,
                                   steps=cfg.stage2.steps, random_steps=cfg.stage2.random_steps,
                                   frames_per_batch=cfg.frames_per_batch, updates_per_step=cfg.updates_per_step,
-                                  stored_keys=replay_keys(learner.loss, x.agents.sequences)):
+                                  stored_keys=replay_keys(learner.loss, x.agents.sequences), workers=x.workers):
         run.log(step.metrics)
         if run.evaluation_due():
             x.evaluate(run, transformer=x.agents.transformer_policy)
@@ -431,7 +441,7 @@ def baseline(x: Experiment, mode: str) -> None:
     for step in collect_and_learn(run, x.env, x.collection_policy(acting), learner, replay,
                                   steps=cfg.stage1.steps + cfg.stage2.steps, random_steps=cfg.stage1.random_steps,
                                   frames_per_batch=cfg.frames_per_batch, updates_per_step=cfg.updates_per_step,
-                                  stored_keys=replay_keys(learner.loss, x.agents.sequences)):
+                                  stored_keys=replay_keys(learner.loss, x.agents.sequences), workers=x.workers):
         run.log(step.metrics)
         if run.evaluation_due():
             x.evaluate(run, **{name: acting})
@@ -484,7 +494,7 @@ def run_experiment(cfg: DictConfig, run_dir: Path | str | None = None, *, overri
     total = cfg.stage1.random_steps + cfg.stage1.steps + cfg.stage2.steps
     with Run(run_dir, make_logger(cfg, run_dir), total, eval_every=cfg.eval.every,
              checkpoint_every=cfg.checkpoint.every, state=state, quiet=cfg.quiet) as run:
-        x = Experiment(cfg, run, env, agents, evaluate, device, checkpoint)
+        x = Experiment(cfg, run, env, agents, evaluate, device, checkpoint, make_workers(cfg, device, env, agents))
         if checkpoint is not None:
             restore_rng_states(checkpoint["rng"])
         if run.state.random_return is None:  # the reference for the switch criterion and the summary
@@ -495,6 +505,16 @@ def run_experiment(cfg: DictConfig, run_dir: Path | str | None = None, *, overri
         else:
             baseline(x, mode)
         return finish(run, cfg)
+
+
+def make_workers(cfg: DictConfig, device: torch.device, env: EnvBase, agents: Agents) -> Workers | None:
+    """The collector workers of ``collector.*``, each building the task with the agents' env transforms (the same env
+    as ``env``, of ``env.batch_size`` envs); ``None`` for one local worker (``env`` steps in this process)."""
+    settings = CollectorSettings.from_config(cfg.collector)
+    if settings.in_process:
+        return None
+    make_env = partial(build_env, cfg, device, extra_transforms=tuple(agents.env_transforms()))
+    return Workers(settings, make_env, seed=cfg.seed, streams_per_worker=env.batch_size.numel())
 
 
 def summarise(run: Run, cfg: DictConfig) -> dict:
@@ -508,6 +528,7 @@ def summarise(run: Run, cfg: DictConfig) -> dict:
             "stage1": state.results.get("stage1", {}), "stage2": state.results.get("stage2", {}),
             "final_return": final.get("return"), "final_success": final.get("success"),
             "learning_steps_per_s": run.throughput(),
+            "collector": CollectorSettings.from_config(cfg.collector).summary(),
             "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "evaluations": state.evaluations, "config": OmegaConf.to_container(cfg)}
 

@@ -49,3 +49,4 @@ LOSS_MASK = "loss_mask"                    #: [B, T] bool, False on burn-in step
 
 #: What a collector writes that no learner reads.
 COLLECTOR = "collector"
+WORKER = "worker"                          #: [*B, 1] int64, the collector worker whose env made the step (collector.sync=false)

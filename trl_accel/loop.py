@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from trl_accel import keys
 from trl_accel.checkpoint import save_checkpoint
+from trl_accel.collectors import Workers
 from trl_accel.stages.learners import Learner
 
 
@@ -269,21 +270,33 @@ class Collected:
 
 def collect_and_learn(run: Run, env: EnvBase, policy: TensorDictModuleBase, learner: Learner, replay: ReplayBuffer, *,
                       steps: int, random_steps: int, frames_per_batch: int, updates_per_step: float = 1.0,
-                      stored_keys: Callable[[TensorDictBase], TensorDictBase] | None = None) -> Iterator[Collected]:
+                      stored_keys: Callable[[TensorDictBase], TensorDictBase] | None = None,
+                      workers: Workers | None = None) -> Iterator[Collected]:
     """Collect ``random_steps + steps`` env steps in the current stage (uniform random actions for the first
     ``random_steps``), resuming from ``run.state.stage_steps``. For each batch: store it in ``replay``
     (``stored_keys(batch)``: what the learner reads; all of it by default), then, past the random start,
     ``updates_per_step`` learner updates per env step (at least one), then yield it. The caller's loop
     body runs between two batches; its time counts as learning time unless spent in
     :meth:`Run.off_the_clock`. Ends when the stage's steps are reached or the caller breaks.
+
+    ``workers`` (``collector.workers > 1`` or ``collector.backend=ray``): the batches come from worker processes
+    (:class:`~trl_accel.collectors.Workers`), which act with a copy of ``policy`` pushed after the learner's
+    updates every ``collector.update_every`` batches; ``env`` then only gave the shapes. Without it, ``env`` steps
+    in this process. Either way the env steps counted are those of the batches that reached the learner.
     """
     stage_total = random_steps + steps
     if run.state.stage_steps >= stage_total:
         return
     # total_frames=-1: the caller's loop ends the stage (a collector that reaches its total closes the
     # env, and the env carries on into the next stage)
-    collector = Collector(env, policy, frames_per_batch=frames_per_batch, total_frames=-1,
-                          init_random_frames=max(0, random_steps - run.state.stage_steps))
+    push = None
+    if workers is None:
+        collector = Collector(env, policy, frames_per_batch=frames_per_batch, total_frames=-1,
+                              init_random_frames=max(0, random_steps - run.state.stage_steps))
+    else:
+        collector, push = workers.start(policy, frames_per_batch=frames_per_batch,
+                                        init_random_frames=max(0, random_steps - run.state.stage_steps),
+                                        env_steps=run.state.env_steps)
     try:
         cycle_started, off_clock_at_start = time.perf_counter(), run._off_clock
         for batch in collector:
@@ -295,6 +308,8 @@ def collect_and_learn(run: Run, env: EnvBase, policy: TensorDictModuleBase, lear
             if learning:
                 updates = max(1, round(updates_per_step * batch.numel()))
                 metrics.update(mean_losses([learner.update(replay.sample()) for _ in range(updates)]))
+            if push is not None:
+                push.batch_done()
             finished = batch["next", keys.DONE].squeeze(-1)
             if finished.any():
                 metrics["train/episode_return"] = batch["next", keys.EPISODE_REWARD][finished].mean().item()
@@ -306,7 +321,10 @@ def collect_and_learn(run: Run, env: EnvBase, policy: TensorDictModuleBase, lear
                 break
             cycle_started, off_clock_at_start = time.perf_counter(), run._off_clock
     finally:
-        collector.shutdown(close_env=False)  # the env carries on into the next stage
+        if workers is None:
+            collector.shutdown(close_env=False)  # the env carries on into the next stage
+        else:
+            collector.shutdown()  # the workers' envs are theirs
 
 
 __all__ = ["Collected", "Run", "RunInterrupted", "RunState", "TrainingDiverged", "all_finite", "collect_and_learn",

@@ -13,7 +13,8 @@ from trl_accel.config import ConfigError
 #: What a run writes in its directory (Hydra's own ``.hydra/`` aside).
 RUN_OUTPUTS = ("checkpoints/last.pt", "metrics", "summary.json", "curves.png")
 #: Keys that ``resume=`` may change: schedules and how the run is shown, never what is learned or how.
-RESUMABLE_KEYS = ("stage1.steps", "stage2.steps", "eval.every", "checkpoint.every", "quiet", "device", "compile")
+RESUMABLE_KEYS = ("stage1.steps", "stage2.steps", "eval.every", "checkpoint.every", "quiet", "device", "compile",
+                  "collector.ray_address")
 #: Keys that are about this invocation, not the run.
 INVOCATION_KEYS = ("resume", "overwrite")
 

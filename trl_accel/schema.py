@@ -188,6 +188,17 @@ class CheckpointConfig:
 
 
 @dataclass
+class CollectorConfig:
+    """``collector``: where the env steps come from (:mod:`trl_accel.collectors`)."""
+
+    workers: int = bounded(1, low=1)
+    sync: bool = True
+    update_every: int = bounded(1, low=1)
+    backend: str = bounded("local", choices=("local", "ray"))
+    ray_address: Optional[str] = None
+
+
+@dataclass
 class ExperimentConfig:
     """The whole configuration of ``recipes/td3_accelerate.py`` and ``recipes/sac_accelerate.py``."""
 
@@ -212,6 +223,7 @@ class ExperimentConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    collector: CollectorConfig = field(default_factory=CollectorConfig)
 
 
 def range_errors(schema: type, cfg: Any, prefix: str = "") -> list[str]:

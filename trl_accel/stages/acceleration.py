@@ -28,19 +28,20 @@ PAIR_KEYS = (keys.OBSERVATION_WINDOW, keys.WINDOW_MASK, keys.OBSERVATION, keys.A
 
 def make_trajectory_buffer(capacity: int, batch_size: int, device: torch.device | str = "cpu", *,
                            context_len: int | None = None, num_streams: int = 1, teacher_len: int | None = None,
-                           teacher_sources: tuple[str, ...] = ()) -> ReplayBuffer | WindowedTrajectoryBuffer:
+                           teacher_sources: tuple[str, ...] = (),
+                           batch_streams: int | None = None) -> ReplayBuffer | WindowedTrajectoryBuffer:
     """T: a small buffer of the transformer's training pairs, sampled without replacement so one pass over it
     is one epoch; emptied after every BC round.
 
     With ``context_len`` (what the recipes use) the pairs are stored as single steps and get their windows
     of ``context_len`` from T's own storage (:class:`~trl_accel.stages.windows.WindowedTrajectoryBuffer`;
-    ``num_streams``: the envs of a collector batch); without it, the pairs carry their env-built windows
+    ``num_streams``: the envs that feed it, ``batch_streams`` of them in each batch); without it, the pairs carry their env-built windows
     (``observation_window``, ``window_mask``) and T is a plain ``ReplayBuffer``. ``teacher_len``: a recurrent
     teacher's history of that many steps of ``teacher_sources`` comes with each batch (windowed T only)."""
     if context_len is not None:
         return WindowedTrajectoryBuffer(capacity=capacity, batch_size=batch_size, context_len=context_len,
                                         num_streams=num_streams, device=device, teacher_len=teacher_len,
-                                        teacher_sources=teacher_sources)
+                                        teacher_sources=teacher_sources, batch_streams=batch_streams)
     return ReplayBuffer(storage=LazyTensorStorage(capacity, device=device),
                         sampler=SamplerWithoutReplacement(drop_last=False), batch_size=batch_size)
 
@@ -49,10 +50,11 @@ def bc_pairs(batch: TensorDictBase, extra_keys: tuple = (), *, windows_from_stor
     """The keys of a collector batch that go into T, flattened to one batch dimension (env-major). ``extra_keys``:
     what else the accelerator reads to label a pair (an LSTM's ``is_init`` and recurrent state).
     ``windows_from_storage``: the steps without their windows, for a T that builds them
-    (:func:`~trl_accel.stages.windows.stored_instead_of_windows`)."""
+    (:func:`~trl_accel.stages.windows.stored_instead_of_windows`), with their collector worker's index when they
+    carry one."""
     wanted = list(dict.fromkeys([*PAIR_KEYS, *extra_keys]))
     if windows_from_storage:
-        wanted = stored_instead_of_windows(wanted)
+        wanted = stored_instead_of_windows(wanted) + ([keys.WORKER] if keys.WORKER in batch else [])
     return batch.select(*wanted).reshape(-1)
 
 

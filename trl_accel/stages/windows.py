@@ -5,8 +5,9 @@ last K observations; storing those would copy each observation 2K times into rep
 window). Here the buffer stores the step alone, plus three integers that place it in its env's stream of
 steps, and builds the windows of a sample from the storage:
 
-* ``("window", "stream")``: which of the ``num_streams`` envs of a batch the step came from (a collector's
-  flat batch is env-major: ``[num_envs * T]`` = ``num_envs`` runs of ``T`` consecutive steps);
+* ``("window", "stream")``: which of the ``num_streams`` envs the step came from (a collector's flat batch is
+  env-major: ``[num_envs * T]`` = ``num_envs`` runs of ``T`` consecutive steps; with collector workers the streams
+  are every worker's envs, and an asynchronous batch, one worker's, is placed by its steps' ``worker`` index);
 * ``("window", "step")``: its position in that env's stream (0, 1, 2, ... over the whole run, across episodes);
 * ``("window", "first")``: the stream position of its episode's first step (from ``is_init``).
 
@@ -69,8 +70,9 @@ def reads_windows(in_keys) -> bool:
 class StreamWindows:
     """Places steps in their env's stream as they are stored, and builds the windows of sampled steps.
 
-    ``context_len`` K; ``num_streams`` the envs of one collector batch (the flat batch handed to
-    :meth:`place` is env-major, ``num_streams`` runs of equal length); ``capacity`` the storage's size (sizes
+    ``context_len`` K; ``num_streams`` the envs that feed it (the flat batch handed to :meth:`place` is env-major,
+    ``batch_streams`` runs of equal length: by default all ``num_streams``; fewer when each batch comes from one
+    collector worker, whose index the steps carry under ``worker``); ``capacity`` the storage's size (sizes
     the per-stream ring of rows); ``window_keys`` the windows to build (``{window_key: source_key}``, see
     :data:`WINDOW_SOURCES`: by default every window whose source the storage holds); ``history`` the longest
     stretch :meth:`gather` will be asked for (``None``: K).
@@ -78,10 +80,13 @@ class StreamWindows:
 
     def __init__(self, *, context_len: int, num_streams: int, capacity: int,
                  window_keys: Mapping[str, str] | None = None, device: torch.device | str = "cpu",
-                 history: int | None = None):
+                 history: int | None = None, batch_streams: int | None = None):
         if context_len < 1 or num_streams < 1 or capacity < 1:
             raise ValueError(f"context_len, num_streams and capacity must be >= 1, got {context_len}, {num_streams}, "
                              f"{capacity}.")
+        self.batch_streams = batch_streams or num_streams
+        if num_streams % self.batch_streams:
+            raise ValueError(f"num_streams ({num_streams}) must be a multiple of batch_streams ({self.batch_streams}).")
         self.context_len, self.num_streams = context_len, num_streams
         self.window_keys = dict(window_keys) if window_keys is not None else None
         # each stream holds about capacity / num_streams live rows; twice that leaves room for uneven streams
@@ -90,21 +95,33 @@ class StreamWindows:
         self.next_step = torch.zeros(num_streams, dtype=torch.long, device=device)
         self.episode_first = torch.zeros(num_streams, dtype=torch.long, device=device)
 
+    def first_stream(self, data: TensorDictBase) -> int:
+        """The stream of the first env of ``data``: 0 when a batch holds every stream, else its worker's first."""
+        if self.batch_streams == self.num_streams:
+            return 0
+        worker = data.get(keys.WORKER, None)
+        if worker is None:
+            raise ValueError(f"a batch of {self.batch_streams} of the {self.num_streams} streams must carry its steps' "
+                             f"'{keys.WORKER}' index (collector.sync=false tags them).")
+        return int(worker.reshape(-1)[0]) * self.batch_streams
+
     def place(self, data: TensorDictBase) -> TensorDictBase:
-        """``data`` [num_streams * T] (env-major, with ``is_init``) -> the same with :data:`PLACE_KEYS` set."""
-        if data.ndim != 1 or data.numel() % self.num_streams:
-            raise ValueError(f"expected a flat env-major batch of num_streams x T steps (num_streams="
-                             f"{self.num_streams}), got batch size {tuple(data.batch_size)}.")
-        length = data.numel() // self.num_streams
+        """``data`` [batch_streams * T] (env-major, with ``is_init``; with ``worker`` when it holds one worker's
+        streams) -> the same with :data:`PLACE_KEYS` set."""
+        if data.ndim != 1 or data.numel() % self.batch_streams:
+            raise ValueError(f"expected a flat env-major batch of batch_streams x T steps (batch_streams="
+                             f"{self.batch_streams}), got batch size {tuple(data.batch_size)}.")
+        length = data.numel() // self.batch_streams
         device = self.next_step.device
+        here = slice(self.first_stream(data), self.first_stream(data) + self.batch_streams)
         offsets = torch.arange(length, device=device)
-        steps = self.next_step.unsqueeze(1) + offsets                                   # [E, T]
-        is_init = data.get(keys.IS_INIT).reshape(self.num_streams, length).to(device)
+        steps = self.next_step[here].unsqueeze(1) + offsets                             # [E, T]
+        is_init = data.get(keys.IS_INIT).reshape(self.batch_streams, length).to(device)
         starts = torch.where(is_init, steps, torch.full_like(steps, -1)).cummax(dim=1).values
-        first = torch.maximum(starts, self.episode_first.unsqueeze(1))
-        streams = torch.arange(self.num_streams, device=device).unsqueeze(1).expand(-1, length)
-        self.next_step += length
-        self.episode_first = first[:, -1].clone()
+        first = torch.maximum(starts, self.episode_first[here].unsqueeze(1))
+        streams = torch.arange(here.start, here.stop, device=device).unsqueeze(1).expand(-1, length)
+        self.next_step[here] += length
+        self.episode_first[here] = first[:, -1]
         placed = {STREAM_KEY: streams, STEP_KEY: steps, FIRST_KEY: first}
         for key, value in placed.items():
             data.set(key, value.reshape(-1).to(data.device))
@@ -181,12 +198,13 @@ class WindowedTrajectoryBuffer:
 
     def __init__(self, *, capacity: int, batch_size: int, context_len: int, num_streams: int = 1,
                  device: torch.device | str = "cpu", generator: torch.Generator | None = None,
-                 teacher_len: int | None = None, teacher_sources: tuple[str, ...] = ()):
+                 teacher_len: int | None = None, teacher_sources: tuple[str, ...] = (),
+                 batch_streams: int | None = None):
         history = max(context_len, teacher_len or 1)
         size = capacity + num_streams * (history - 1) + num_streams
         self.storage = LazyTensorStorage(size, device=device)
         self.windows = StreamWindows(context_len=context_len, num_streams=num_streams, capacity=size, device=device,
-                                     history=history)
+                                     history=history, batch_streams=batch_streams)
         self.teacher_len, self.teacher_sources = teacher_len, tuple(teacher_sources)
         self.capacity, self.batch_size, self.size = capacity, batch_size, size
         self.written = 0        # steps ever stored (the next one goes to row written % size)

@@ -6,13 +6,14 @@ import os
 import subprocess
 import sys
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, TINY
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
 def run_script(*args: str) -> str:
-    result = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=600, env=ENV)
+    result = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=600, env=ENV,
+                            check=False)
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
 
@@ -91,3 +92,17 @@ def test_plain_td3_reference_runs_and_reports(tmp_path):
                "--batch-size", "32", "--eval-episodes", "1", "--threads", "1", "--out", str(out))
     report = json.loads(out.read_text())
     assert report["total_steps"] == 300 and report["learning_steps_per_s"] > 0 and report["eval_return"] is not None
+
+
+def test_collector_scaling_benchmark_prints_a_row_per_variant(tmp_path):
+    sizes = [o for o in TINY if o.startswith(("env.", "algo.", "accelerator."))]
+    stdout = run_script("benchmarks/collector_scaling.py", "--env", "pendulum", "--random-steps", "100", "--steps",
+                        "100", "--out", str(tmp_path), *sizes)
+    results = json.loads((tmp_path / "results.json").read_text())
+    variants = ["workers=1", "workers=2,sync=true", "workers=2,sync=false"]
+    assert [row["variant"] for row in results["rows"]] == variants and results["reference"] == "workers=1"
+    assert [row["collector"]["workers"] for row in results["rows"]] == [1, 2, 2]
+    assert all(row["env_steps"] == 200 and row["steps_per_s"] > 0 for row in results["rows"])
+    rows = [line.split() for line in stdout.splitlines() if line.split()[:1] and line.split()[0] in variants]
+    assert [row[0] for row in rows] == variants and float(rows[0][2]) == 1.0
+    assert all(float(row[1]) > 0 and float(row[2]) > 0 and float(row[3]) > 0 for row in rows)

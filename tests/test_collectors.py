@@ -7,16 +7,24 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from functools import partial
 
 import pytest
 import torch
 from td3_accelerate import run_experiment
-from tensordict import TensorDict
+from tensordict import TensorDict, TensorDictBase
+from tensordict.nn import TensorDictModule
 
 from tests.conftest import ROOT
 from trl_accel import keys, loop
-from trl_accel.collectors import CollectorSettings, WeightPush, Workers, worker_seed
+from trl_accel.collectors import (
+    CollectorSettings,
+    WeightPush,
+    Workers,
+    ray_init_config,
+    worker_seed,
+)
 from trl_accel.config import ConfigError, validate_config
 from trl_accel.experiment import build_env
 from trl_accel.stages.windows import STEP_KEY, STREAM_KEY, StreamWindows
@@ -26,6 +34,17 @@ TOTAL = 200 + 300 + 200  # random + stage-one + stage-two steps in the tiny sche
 SHORT = ["stage1.random_steps=100", "stage1.steps=100", "stage2.steps=100", "eval.every=100", "eval.episodes=1",
          "checkpoint.every=100"]
 WORKERS = ["collector.workers=2", "frames_per_batch=50"]
+needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="ray is not installed: pip install -e .[ray]")
+
+
+@pytest.fixture
+def ray_shutdown():
+    """Shuts down the Ray instance the test started, however it ended."""
+    yield
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
 
 
 def test_two_synchronous_workers_run_both_stages(tiny_config, tmp_path):
@@ -138,7 +157,7 @@ def test_ray_without_the_package_names_the_extra(tiny_config):
         validate_config(tiny_config("collector.backend=ray"))
 
 
-@pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="ray is not installed: pip install -e .[ray]")
+@needs_ray
 def test_a_ray_address_that_does_not_answer_fails_fast(tiny_config):
     started = time.perf_counter()
     with pytest.raises(ConfigError, match="no Ray cluster answers there"):
@@ -153,7 +172,75 @@ def test_the_recipe_refuses_zero_workers_in_one_line():
     assert result.stderr.strip() == "error: collector.workers=0 is out of range: it must be >= 1."
 
 
-@pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="ray is not installed: pip install -e .[ray]")
+@needs_ray
 def test_ray_workers_on_a_local_instance_run_both_stages(tiny_config, tmp_path):
     summary = run_experiment(tiny_config(*WORKERS, "collector.backend=ray", *SHORT), tmp_path)
     assert summary["env_steps"] == 300 and summary["collector"]["backend"] == "ray"
+
+
+def test_a_local_ray_has_one_cpu_per_worker_and_a_cluster_its_own():
+    assert ray_init_config(CollectorSettings(workers=8, backend="ray")) == {"num_cpus": 8}
+    cluster = CollectorSettings(workers=8, backend="ray", ray_address="10.0.0.1:6379")
+    assert ray_init_config(cluster) == {"address": "10.0.0.1:6379"}
+
+
+def linear_policy() -> TensorDictModule:
+    """A deterministic policy of Pendulum's observation (3 -> 1 action), with no exploration noise."""
+    return TensorDictModule(torch.nn.Linear(3, 1), in_keys=[keys.OBSERVATION], out_keys=[keys.ACTION])
+
+
+def make_constant(policy: TensorDictModule, value: float) -> None:
+    """Set the learner's weights so that every action is ``value``."""
+    with torch.no_grad():
+        policy.module.weight.zero_()
+        policy.module.bias.fill_(value)
+
+
+def batches_until_constant(batches: Iterator[TensorDictBase], value: float, limit: int) -> int | None:
+    """How many batches come until one whose every action is ``value``; ``None`` when none of ``limit`` is."""
+    for count in range(1, limit + 1):
+        if torch.all(next(batches)[keys.ACTION] == value):
+            return count
+    return None
+
+
+def check_weight_pushes_reach_the_workers(cfg, settings: CollectorSettings,
+                                          while_running: Callable[[], None] = lambda: None) -> None:
+    """The workers act with the learner's weights at the start, then with each pushed set: in the very next batch
+    when synchronous, within a few when not (batches already under way were collected with the old weights).
+    ``while_running`` is called before the collector shuts down."""
+    workers = Workers(settings, partial(build_env, cfg, torch.device("cpu")), seed=cfg.seed, streams_per_worker=1)
+    policy = linear_policy()
+    collector, push = workers.start(policy, frames_per_batch=20, init_random_frames=0, env_steps=0)
+    try:
+        batches = iter(collector)
+        first = next(batches)
+        with torch.no_grad():
+            expected = policy(first.select(keys.OBSERVATION))[keys.ACTION]
+        assert torch.allclose(first[keys.ACTION], expected, atol=1e-6)
+        limit = 1 if settings.sync else 8
+        for value in (0.5, -0.25):
+            make_constant(policy, value)
+            push.batch_done()
+            assert batches_until_constant(batches, value, limit) is not None, f"push of {value} not seen"
+        while_running()
+    finally:
+        collector.shutdown()
+
+
+@pytest.mark.parametrize("sync", [True, False], ids=["sync", "async"])
+def test_a_weight_push_reaches_the_local_workers(tiny_config, sync):
+    check_weight_pushes_reach_the_workers(validate_config(tiny_config()), CollectorSettings(workers=2, sync=sync))
+
+
+@needs_ray
+@pytest.mark.parametrize("sync", [True, False], ids=["sync", "async"])
+def test_a_weight_push_reaches_the_ray_workers(tiny_config, sync, ray_shutdown):
+    import ray
+
+    def two_cpus() -> None:  # the local instance the collector started: one CPU per worker
+        assert ray.cluster_resources()["CPU"] == 2
+
+    settings = CollectorSettings(workers=2, sync=sync, backend="ray")
+    check_weight_pushes_reach_the_workers(validate_config(tiny_config()), settings, while_running=two_cpus)
+    assert not ray.is_initialized()  # the collector's shutdown ended the Ray it started

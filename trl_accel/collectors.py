@@ -171,18 +171,28 @@ def local_collector(settings: CollectorSettings, factories: list[WorkerEnv], pol
                init_random_frames=init_random_frames, auto_register_policy_transforms=False)
 
 
+def ray_init_config(settings: CollectorSettings) -> dict:
+    """``ray.init``'s arguments: the cluster at ``settings.ray_address``, else a local instance of one CPU per
+    worker. Ray counts a machine's cores by default, and a worker's remote collector asks for one CPU: with more
+    workers than cores the last ones would wait for a CPU forever; this way they share the cores, as local
+    processes do. (A Ray already started in this process is used as it is.)"""
+    if settings.ray_address:
+        return {"address": settings.ray_address}
+    return {"num_cpus": settings.workers}
+
+
 def ray_collector(settings: CollectorSettings, factories: list[WorkerEnv], policy: TensorDictModuleBase, *,
                   frames_per_batch: int, init_random_frames: int):
     """TorchRL's ``RayCollector``: one remote collector per worker, on a local Ray instance or the cluster at
     ``settings.ray_address``."""
     from torchrl.collectors.distributed import RayCollector
 
-    init = {"address": settings.ray_address} if settings.ray_address else {}
     endless = frames_per_batch * 2**40  # RayCollector reads total_frames=-1 as none at all; the stage ends the loop
     return RayCollector(factories, policy, frames_per_batch=frames_per_batch, total_frames=endless,
-                        init_random_frames=init_random_frames, sync=settings.sync, ray_init_config=init,
+                        init_random_frames=init_random_frames, sync=settings.sync,
+                        ray_init_config=ray_init_config(settings),
                         remote_configs={"num_cpus": 1})
 
 
-__all__ = ["CollectorSettings", "WeightPush", "WorkerEnv", "Workers", "ray_address_problem", "worker_seed",
-           "worker_tag"]
+__all__ = ["CollectorSettings", "WeightPush", "WorkerEnv", "Workers", "ray_address_problem", "ray_init_config",
+           "worker_seed", "worker_tag"]

@@ -173,9 +173,14 @@ def test_the_recipe_refuses_zero_workers_in_one_line():
 
 
 @needs_ray
-def test_ray_workers_on_a_local_instance_run_both_stages(tiny_config, tmp_path):
+def test_ray_workers_on_a_local_instance_run_both_stages(tiny_config, tmp_path, monkeypatch, ray_shutdown):
+    import ray
+
+    started, ray_init = [], ray.init
+    monkeypatch.setattr(ray, "init", lambda **kwargs: started.append(kwargs) or ray_init(**kwargs))
     summary = run_experiment(tiny_config(*WORKERS, "collector.backend=ray", *SHORT), tmp_path)
     assert summary["env_steps"] == 300 and summary["collector"]["backend"] == "ray"
+    assert started and all(kwargs == {"num_cpus": 2} for kwargs in started)  # a local Ray of 2 CPUs, one per worker
 
 
 def test_a_local_ray_has_one_cpu_per_worker_and_a_cluster_its_own():

@@ -291,8 +291,10 @@ def collect_and_learn(run: Run, env: EnvBase, policy: TensorDictModuleBase, lear
     # env, and the env carries on into the next stage)
     push = None
     if workers is None:
+        # device=env.device: policy, env and storage on one device, so that the collector's per-step device cast of
+        # its carrier (a copy of every entry when the storage device is left unset) is a no-op
         collector = Collector(env, policy, frames_per_batch=frames_per_batch, total_frames=-1,
-                              init_random_frames=max(0, random_steps - run.state.stage_steps))
+                              init_random_frames=max(0, random_steps - run.state.stage_steps), device=env.device)
     else:
         collector, push = workers.start(policy, frames_per_batch=frames_per_batch,
                                         init_random_frames=max(0, random_steps - run.state.stage_steps),

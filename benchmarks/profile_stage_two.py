@@ -23,11 +23,11 @@ from pathlib import Path
 import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
-from torchrl.collectors import Collector
 
 from trl_accel import keys
 from trl_accel.config import validate_config
 from trl_accel.experiment import Agents, build_env, replay_keys
+from trl_accel.loop import local_collector
 from trl_accel.stages.learners import make_collection_policy, make_learner
 from trl_accel.stages.sequences import make_replay_buffer
 from trl_accel.stages.windows import StreamWindows
@@ -77,7 +77,7 @@ class StageTwo:
         policy = make_collection_policy("td3", agents.transformer_policy, action_spec, settings)
         self.collector_policy = policy
         self.frames_per_batch = cfg.frames_per_batch
-        self.batches = iter(Collector(self.env, policy, frames_per_batch=cfg.frames_per_batch, total_frames=-1))
+        self.batches = iter(local_collector(self.env, policy, cfg.frames_per_batch))
 
     def collect(self) -> None:
         """One collector batch into replay, as the recipe's loop stores it."""

@@ -167,3 +167,11 @@ def test_plain_transformer_td3_windows_come_from_the_flat_replay():
     window, mask = rb.windows(torch.tensor([0, 1, 2, 3, 4]))
     assert window[..., 0].tolist() == [[4, 5, 6], [5, 6, 7], [0, 0, 3], [0, 0, 4], [0, 4, 5]]
     assert mask.tolist() == [[True] * 3, [True] * 3, [False, False, True], [False, False, True], [False, True, True]]
+
+
+def test_stage_two_profile_prints_both_phases():
+    stdout = run_script("benchmarks/profile_stage_two.py", "--env", "pendulum", "--fill", "100", "--updates", "3",
+                        "--batches", "1", "--top", "5", "--threads", "1", "--", "transformer.d_model=32",
+                        "transformer.d_ff=64", "accelerator.hidden_sizes=[32,32]", "algo.batch_size=32")
+    assert "== stage-two update" in stdout and "== stage-two env steps" in stdout
+    assert stdout.count("-- top 5 by") == 4

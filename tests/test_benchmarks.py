@@ -1,12 +1,18 @@
 """Every benchmark script runs end to end at a tiny size (the figures themselves live in benchmarks/README.md)."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
 import sys
 
-from tests.conftest import ROOT, TINY
+import numpy as np
+import torch
+from torchrl.data import Bounded
+
+from tests.conftest import ROOT, TINY, compose_config
+from trl_accel.modules import make_transformer_actor, make_twin_q_critics
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
@@ -23,8 +29,14 @@ def test_throughput_benchmark_runs_every_variant(tmp_path):
     stdout = run_script("benchmarks/throughput.py", "--env", "pendulum", "--random-steps", "100", "--steps", "100",
                         "--reps", "1", "--out", str(out))
     table = json.loads(out.read_text())["table"]
-    assert set(table) == {"plain", "mlp_td3", "stage1", "stage2"}
-    assert all(row["steps_per_s_median"] > 0 for row in table.values())
+    variants = ["plain", "plain_transformer", "mlp_td3", "stage1", "stage2"]
+    assert list(table) == variants
+    assert all(row["steps_per_s_median"] > 0 and row["ratio_median"] > 0 for row in table.values())
+    assert [table[name]["reference"] for name in variants] == ["plain", "plain_transformer", "plain", "plain",
+                                                               "plain_transformer"]
+    assert table["plain"]["ratio_median"] == table["plain_transformer"]["ratio_median"] == 1.0
+    rows = [line.split() for line in stdout.splitlines() if line.split()[:1] and line.split()[0] in variants]
+    assert [row[0] for row in rows] == variants and all(float(row[1]) > 0 and float(row[2]) > 0 for row in rows)
     assert "written to" in stdout
 
 
@@ -106,3 +118,75 @@ def test_collector_scaling_benchmark_prints_a_row_per_variant(tmp_path):
     rows = [line.split() for line in stdout.splitlines() if line.split()[:1] and line.split()[0] in variants]
     assert [row[0] for row in rows] == variants and float(rows[0][2]) == 1.0
     assert all(float(row[1]) > 0 and float(row[2]) > 0 and float(row[3]) > 0 for row in rows)
+
+
+def load_benchmark(name: str):
+    """A script of benchmarks/ as a module (the folder is no package)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def count(*modules: torch.nn.Module) -> int:
+    return sum(p.numel() for module in modules for p in module.parameters())
+
+
+def test_plain_transformer_td3_has_the_recipes_networks_and_settings():
+    """Its defaults are the recipe's (``transformer=table1``, MLP critics, Table 1 TD3, batch 256), and its actor and
+    critics have exactly the parameter counts of the recipe's stage-two actor and twin critics."""
+    plain = load_benchmark("plain_transformer_td3")
+    args = plain.parse_args([])
+    cfg = compose_config("env=halfcheetah")
+    t, algo = cfg.transformer, cfg.algo
+    assert (args.context_len, args.d_model, args.n_heads, args.d_ff, args.dropout) == (
+        t.context_len, t.d_model, t.n_heads, t.d_ff, t.dropout)
+    assert (t.n_layers, t.positions, t.n_kv_heads, list(t.tokens), t.rollout) == (1, "learned", None, ["observation"], "window")
+    assert args.critic_hidden == list(cfg.accelerator.hidden_sizes) and args.buffer_size == 20_000
+    assert (args.batch_size, args.gamma, args.tau, args.lr, args.policy_noise, args.noise_clip, args.exploration_noise,
+            args.policy_delay) == (algo.batch_size, algo.gamma, algo.tau, algo.lr, algo.policy_noise, algo.noise_clip,
+                                   algo.exploration_noise, algo.policy_delay)
+    obs_dim, act_dim = 17, 6
+    low, high = -np.ones(act_dim, dtype=np.float32), np.ones(act_dim, dtype=np.float32)
+    spec = Bounded(-1.0, 1.0, shape=(act_dim,))
+    recipe_actor = make_transformer_actor(obs_dim, spec, **{k: v for k, v in t.items() if k != "rollout"},
+                                          passthrough_keys=["observation"])
+    recipe_critics = make_twin_q_critics(obs_dim, act_dim, hidden_sizes=list(cfg.accelerator.hidden_sizes))
+    actor = plain.make_actor(args, obs_dim, act_dim, low, high)
+    critics = [plain.QNetwork(obs_dim, act_dim, args.critic_hidden) for _ in range(2)]
+    assert count(actor) == count(recipe_actor)
+    assert [count(c) for c in critics] == [count(c) for c in recipe_critics]
+    window, mask = torch.randn(4, 3, obs_dim), torch.tensor([[False, False, True], [False, True, True]] + [[True] * 3] * 2)
+    assert actor(window, mask).shape == (4, act_dim) and bool(actor(window, mask).abs().max() <= 1.0)
+
+
+def test_plain_transformer_td3_reference_runs_and_reports(tmp_path):
+    out = tmp_path / "plain_transformer_td3.json"
+    run_script("benchmarks/plain_transformer_td3.py", "--env", "Pendulum-v1", "--total-steps", "300",
+               "--learning-starts", "200", "--batch-size", "32", "--buffer-size", "250", "--d-model", "32", "--d-ff",
+               "64", "--critic-hidden", "32", "32", "--eval-episodes", "1", "--threads", "1", "--out", str(out))
+    report = json.loads(out.read_text())
+    assert report["total_steps"] == 300 and report["learning_steps_per_s"] > 0 and report["eval_return"] is not None
+    assert report["impl"] == "plain_pytorch_transformer_td3" and report["peak_rss_mib"] > 0
+
+
+def test_plain_transformer_td3_windows_come_from_the_flat_replay():
+    """A window holds the episode's last K steps from storage, zero-padded and masked before its first step, and
+    never a step the ring has overwritten."""
+    plain = load_benchmark("plain_transformer_td3")
+    rb = plain.WindowReplayBuffer(5, 1, 1, 3, torch.device("cpu"))
+    first = 0
+    for step in range(7):  # episodes start at steps 0 and 3; rows hold steps 5, 6, 2, 3, 4
+        first = step if step in (0, 3) else first
+        rb.add(np.array([float(step + 1)]), np.zeros(1), 0.0, np.array([float(step + 2)]), False, step, first)
+    window, mask = rb.windows(torch.tensor([0, 1, 2, 3, 4]))
+    assert window[..., 0].tolist() == [[4, 5, 6], [5, 6, 7], [0, 0, 3], [0, 0, 4], [0, 4, 5]]
+    assert mask.tolist() == [[True] * 3, [True] * 3, [False, False, True], [False, False, True], [False, True, True]]
+
+
+def test_stage_two_profile_prints_both_phases():
+    stdout = run_script("benchmarks/profile_stage_two.py", "--env", "pendulum", "--fill", "100", "--updates", "3",
+                        "--batches", "1", "--top", "5", "--threads", "1", "--", "transformer.d_model=32",
+                        "transformer.d_ff=64", "accelerator.hidden_sizes=[32,32]", "algo.batch_size=32")
+    assert "== stage-two update" in stdout and "== stage-two env steps" in stdout
+    assert stdout.count("-- top 5 by") == 4

@@ -8,8 +8,19 @@ from torchrl.data import Bounded
 from tests import helpers
 from trl_accel import keys
 from trl_accel.checkpoint import load_checkpoint, save_checkpoint
-from trl_accel.modules import make_mlp_actor, make_transformer_actor, make_twin_q_critics
-from trl_accel.stages import BehaviourCloner, SACSettings, TD3Learner, TD3Settings, hand_over, make_learner
+from trl_accel.modules import (
+    make_mlp_actor,
+    make_transformer_actor,
+    make_twin_q_critics,
+)
+from trl_accel.stages import (
+    BehaviourCloner,
+    SACSettings,
+    TD3Learner,
+    TD3Settings,
+    hand_over,
+    make_learner,
+)
 
 OBS, ACT, K, B = 5, 2, 3, 32
 SPEC = Bounded(-1.0, 1.0, shape=(ACT,))
@@ -105,3 +116,23 @@ def test_make_learner_takes_settings_by_keyword_and_refuses_unknown_ones():
         make_learner("ppo", actor, critics, SPEC, settings={})
     stochastic = make_mlp_actor(OBS, SPEC, hidden_sizes=(8,), stochastic=True)
     assert make_learner("sac", stochastic, critics, SPEC, settings=SACSettings(alpha_init=0.5)).settings.alpha_init == 0.5
+
+
+def test_clamped_gaussian_noise_draws_and_clamps_as_torchrls_module():
+    """The exploration noise gives TorchRL's ``AdditiveGaussianModule``'s actions bit for bit (in and out of the box)."""
+    from tensordict import TensorDict
+    from torchrl.modules import AdditiveGaussianModule
+
+    from trl_accel.stages.td3 import ClampedGaussianNoise
+
+    spec = Bounded(torch.tensor([-2.0, -1.0, 0.0]), torch.tensor([2.0, 1.0, 0.5]), shape=(3,))
+    std = ((spec.space.high - spec.space.low) / 2).tolist()
+    ours = ClampedGaussianNoise(spec=spec, sigma_init=0.3, sigma_end=0.3, std=std)
+    theirs = AdditiveGaussianModule(spec=spec, sigma_init=0.3, sigma_end=0.3, std=std)
+    for action in (torch.zeros(5, 3), 3 * torch.randn(5, 3), torch.zeros(3)):
+        torch.manual_seed(0)
+        expected = theirs(TensorDict(action=action.clone(), batch_size=action.shape[:-1]))["action"]
+        torch.manual_seed(0)
+        got = ours(TensorDict(action=action.clone(), batch_size=action.shape[:-1]))["action"]
+        assert torch.equal(got, expected)
+    assert set(ours.state_dict()) == set(theirs.state_dict())

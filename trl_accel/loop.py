@@ -268,6 +268,17 @@ class Collected:
     metrics: dict[str, float]
 
 
+def local_collector(env: EnvBase, policy: TensorDictModuleBase, frames_per_batch: int,
+                    init_random_frames: int = 0) -> Collector:
+    """TorchRL's collector stepping ``env`` in this process, endlessly (``total_frames=-1``: the caller's loop ends
+    the stage; a collector that reaches its total closes the env, and the env carries on into the next stage).
+
+    ``device=env.device``: policy, env and storage on one device, so that the collector's per-step cast of its
+    carrier to the env's device is a no-op (with the storage device unset it copies every entry, every step)."""
+    return Collector(env, policy, frames_per_batch=frames_per_batch, total_frames=-1,
+                     init_random_frames=init_random_frames, device=env.device)
+
+
 def collect_and_learn(run: Run, env: EnvBase, policy: TensorDictModuleBase, learner: Learner, replay: ReplayBuffer, *,
                       steps: int, random_steps: int, frames_per_batch: int, updates_per_step: float = 1.0,
                       stored_keys: Callable[[TensorDictBase], TensorDictBase] | None = None,
@@ -287,12 +298,9 @@ def collect_and_learn(run: Run, env: EnvBase, policy: TensorDictModuleBase, lear
     stage_total = random_steps + steps
     if run.state.stage_steps >= stage_total:
         return
-    # total_frames=-1: the caller's loop ends the stage (a collector that reaches its total closes the
-    # env, and the env carries on into the next stage)
     push = None
     if workers is None:
-        collector = Collector(env, policy, frames_per_batch=frames_per_batch, total_frames=-1,
-                              init_random_frames=max(0, random_steps - run.state.stage_steps))
+        collector = local_collector(env, policy, frames_per_batch, max(0, random_steps - run.state.stage_steps))
     else:
         collector, push = workers.start(policy, frames_per_batch=frames_per_batch,
                                         init_random_frames=max(0, random_steps - run.state.stage_steps),
@@ -328,4 +336,4 @@ def collect_and_learn(run: Run, env: EnvBase, policy: TensorDictModuleBase, lear
 
 
 __all__ = ["Collected", "Run", "RunInterrupted", "RunState", "TrainingDiverged", "all_finite", "collect_and_learn",
-           "finite_json", "mean_losses"]
+           "finite_json", "local_collector", "mean_losses"]

@@ -245,7 +245,9 @@ class ContextTransformer(nn.Module):
             rotary = rotary_angles(torch.arange(window.shape[-2], device=window.device), self.head_dim)
             rotary = tuple(angle.unsqueeze(0) for angle in rotary)
             span = self.context_len
-        mask_all, mask_last = attention_mask(window_mask, False, span), attention_mask(window_mask, True, span)
+        # the last block's mask, and the full one only when earlier blocks need it (one layer: the last query only)
+        mask_last = attention_mask(window_mask, True, span)
+        mask_all = attention_mask(window_mask, False, span) if len(self.blocks) > 1 else None
         for index, block in enumerate(self.blocks):
             last = index == len(self.blocks) - 1
             x = block(x, mask_last if last else mask_all, last_query_only=last, rotary=rotary)

@@ -29,12 +29,34 @@ class TD3Settings:
     batch_size: int = 256  # read by the replay buffer, kept here with the rest of Table 1
 
 
+class ClampedGaussianNoise(AdditiveGaussianModule):
+    """TorchRL's ``AdditiveGaussianModule`` with the action box read once, at construction: each step draws the
+    same noise (``torch.normal`` on the same mean and std) and clamps to the same bounds, bit for bit, without
+    the spec lookup and the box test (``spec.project``: a clamp only when a value is out of the box, which leaves
+    in-box values unchanged, as a clamp does) that cost more than the arithmetic on every env step."""
+
+    def __init__(self, spec: TensorSpec, **kwargs):
+        super().__init__(spec=spec, **kwargs)
+        box = spec.space
+        device = kwargs.get("device")
+        self.register_buffer("action_low", torch.as_tensor(box.low, device=device).clone(), persistent=False)
+        self.register_buffer("action_high", torch.as_tensor(box.high, device=device).clone(), persistent=False)
+
+    def _add_noise(self, action: torch.Tensor) -> torch.Tensor:
+        noise = torch.normal(mean=self.mean.expand(action.shape), std=self.std.expand(action.shape))
+        if noise.device != action.device:
+            noise = noise.to(action.device)
+        return torch.clamp(action + noise * self.sigma, self.action_low.expand_as(action),
+                           self.action_high.expand_as(action))
+
+
 def make_exploration_policy(actor: TensorDictModule, action_spec: TensorSpec, sigma: float) -> TensorDictSequential:
     """``actor`` followed by Gaussian noise of std ``sigma`` times the action half-range, clipped
-    to the spec. The noise is added only under ``ExplorationType.RANDOM`` (the collector's default)."""
+    to the spec (:class:`ClampedGaussianNoise`). The noise is added only under ``ExplorationType.RANDOM``
+    (the collector's default)."""
     half_range = (action_spec.space.high - action_spec.space.low) / 2
-    noise = AdditiveGaussianModule(spec=action_spec, sigma_init=float(sigma), sigma_end=float(sigma),
-                                   std=half_range.tolist(), device=half_range.device)
+    noise = ClampedGaussianNoise(spec=action_spec, sigma_init=float(sigma), sigma_end=float(sigma),
+                                 std=half_range.tolist(), device=half_range.device)
     return TensorDictSequential(actor, noise)
 
 

@@ -125,6 +125,24 @@ def test_trajectory_buffer_keeps_history_across_bc_rounds():
         assert torch.equal(pairs[ours], pairs[env_built]), ours
 
 
+def test_trajectory_buffer_aggregates_the_last_rounds_when_asked():
+    """rounds_kept=2: a round leaves its steps in T for the next round, the round after drops them; new_steps counts
+    what came since the last round (what starts the next); the windows stay the env-built ones."""
+    batches = collected_batches(3)
+    buffer = make_trajectory_buffer(24, 8, context_len=K, num_streams=3, rounds_kept=2)
+    observations = [batch[keys.OBSERVATION] for batch in batches]
+    for index, batch in enumerate(batches):
+        buffer.extend(batch)
+        assert buffer.new_steps == 24 and len(buffer) == 24 * min(index + 1, 2)
+        kept = torch.cat([pairs.select(keys.OBSERVATION, *[key for pair in PAIRS[:2] for key in pair]) for pairs in buffer])
+        expected = torch.cat(observations[max(0, index - 1):index + 1])
+        assert torch.equal(kept[keys.OBSERVATION].sort(dim=0).values, expected.sort(dim=0).values)
+        for ours, env_built in PAIRS[:2]:
+            assert torch.equal(kept[ours], kept[env_built]), ours
+        buffer.empty()
+        assert buffer.new_steps == 0 and len(buffer) == 24 * min(index + 1, 2)
+
+
 def test_stored_keys_replace_windows_by_their_sources():
     assert stored_instead_of_windows([keys.OBSERVATION_WINDOW, keys.WINDOW_MASK, keys.PIXELS_WINDOW, keys.ACTION,
                                       ("next", keys.OBSERVATION_WINDOW), ("next", keys.WINDOW_MASK)]) == [
@@ -170,6 +188,6 @@ def test_place_refuses_a_batch_that_is_not_env_major():
     try:
         windows.place(data)
     except ValueError as err:
-        assert "num_streams" in str(err)
+        assert "batch_streams=3" in str(err)
     else:
         raise AssertionError("a batch of 4 steps cannot come from 3 envs")

@@ -324,7 +324,7 @@ def stage_one(x: Experiment) -> dict:
     trajectory_buffer = make_trajectory_buffer(s1.bc_every, s1.bc_batch_size, x.device,
                                                context_len=transformer_window(cfg), **streams,
                                                teacher_len=sequence_length(cfg) if agents.recurrent else None,
-                                               teacher_sources=teacher_sources)
+                                               teacher_sources=teacher_sources, rounds_kept=s1.bc_rounds_kept)
     replay = x.replay(s1.buffer_size)
     parts = {"accelerator_learner": learner, "cloner": cloner, "switch": switch, "trajectory_buffer": trajectory_buffer,
              "replay": replay}
@@ -352,7 +352,7 @@ def stage_one(x: Experiment) -> dict:
                                 >= (run.state.bc_env_steps // s1.bc_every + 1) * s1.bc_every):
             trajectory_buffer.extend(bc_pairs(next(teacher_rollouts), pair_keys, windows_from_storage=True))
             run.state.bc_env_steps += s1.bc_every
-        if len(trajectory_buffer) >= s1.bc_every:  # Algorithm 2: a BC round on T, then T is emptied
+        if trajectory_buffer.new_steps >= s1.bc_every:  # Algorithm 2: a BC round on T, then T is emptied (or kept)
             metrics.update({f"train/{name}": value for name, value in cloner.train_on(trajectory_buffer).items()})
             run.state.bc_rounds += 1
         run.log(metrics)

@@ -28,10 +28,11 @@ PAIR_KEYS = (keys.OBSERVATION_WINDOW, keys.WINDOW_MASK, keys.OBSERVATION, keys.A
 
 def make_trajectory_buffer(capacity: int, batch_size: int, device: torch.device | str = "cpu", *,
                            context_len: int | None = None, num_streams: int = 1, teacher_len: int | None = None,
-                           teacher_sources: tuple[str, ...] = (),
-                           batch_streams: int | None = None) -> ReplayBuffer | WindowedTrajectoryBuffer:
-    """T: a small buffer of the transformer's training pairs, sampled without replacement so one pass over it
-    is one epoch; emptied after every BC round.
+                           teacher_sources: tuple[str, ...] = (), batch_streams: int | None = None,
+                           rounds_kept: int = 1) -> ReplayBuffer | WindowedTrajectoryBuffer:
+    """T: a small buffer of the transformer's training pairs (``capacity``: one BC round's steps), sampled without
+    replacement so one pass over it is one epoch; emptied after every BC round, or, with ``rounds_kept`` > 1
+    (windowed T only), holding the last ``rounds_kept`` rounds' steps.
 
     With ``context_len`` (what the recipes use) the pairs are stored as single steps and get their windows
     of ``context_len`` from T's own storage (:class:`~trl_accel.stages.windows.WindowedTrajectoryBuffer`;
@@ -39,9 +40,12 @@ def make_trajectory_buffer(capacity: int, batch_size: int, device: torch.device 
     (``observation_window``, ``window_mask``) and T is a plain ``ReplayBuffer``. ``teacher_len``: a recurrent
     teacher's history of that many steps of ``teacher_sources`` comes with each batch (windowed T only)."""
     if context_len is not None:
-        return WindowedTrajectoryBuffer(capacity=capacity, batch_size=batch_size, context_len=context_len,
+        return WindowedTrajectoryBuffer(capacity=capacity * rounds_kept, batch_size=batch_size, context_len=context_len,
                                         num_streams=num_streams, device=device, teacher_len=teacher_len,
-                                        teacher_sources=teacher_sources, batch_streams=batch_streams)
+                                        teacher_sources=teacher_sources, batch_streams=batch_streams,
+                                        rounds_kept=rounds_kept)
+    if rounds_kept != 1:
+        raise ValueError("rounds_kept > 1 needs the windowed T (context_len).")
     return ReplayBuffer(storage=LazyTensorStorage(capacity, device=device),
                         sampler=SamplerWithoutReplacement(drop_last=False), batch_size=batch_size)
 

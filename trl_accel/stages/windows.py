@@ -193,15 +193,24 @@ class WindowedTrajectoryBuffer:
     weights (:meth:`~trl_accel.stages.acceleration.BehaviourCloner.label`). ``history_only=True``
     stores steps as history alone (the random phase before T starts filling). Beyond ``capacity`` fresh steps
     the oldest become history (as a full circular buffer overwrites them). The storage holds
-    ``capacity`` fresh steps plus ``max(context_len, teacher_len) - 1`` steps of history per stream.
+    ``capacity`` fresh steps, as many before them (the history of the oldest fresh steps, wherever a batch of several
+    streams put it, for batches of at most ``capacity`` steps) and ``max(context_len, teacher_len)`` steps per stream.
+
+    ``rounds_kept`` > 1 aggregates rounds (as DAgger aggregates its datasets): :meth:`empty` then keeps the steps
+    for later rounds, ``capacity`` (the caller makes it ``rounds_kept`` rounds' worth) bounds what is kept, and
+    :attr:`new_steps` counts what came since the last round.
     """
 
     def __init__(self, *, capacity: int, batch_size: int, context_len: int, num_streams: int = 1,
                  device: torch.device | str = "cpu", generator: torch.Generator | None = None,
                  teacher_len: int | None = None, teacher_sources: tuple[str, ...] = (),
-                 batch_streams: int | None = None):
+                 batch_streams: int | None = None, rounds_kept: int = 1):
+        if rounds_kept < 1:
+            raise ValueError(f"rounds_kept must be >= 1, got {rounds_kept}.")
         history = max(context_len, teacher_len or 1)
-        size = capacity + num_streams * (history - 1) + num_streams
+        # the fresh steps, the batch before them (several streams interleave in it: a stream's last steps are not the
+        # last rows written) and each stream's history before that
+        size = 2 * capacity + num_streams * history
         self.storage = LazyTensorStorage(size, device=device)
         self.windows = StreamWindows(context_len=context_len, num_streams=num_streams, capacity=size, device=device,
                                      history=history, batch_streams=batch_streams)
@@ -209,10 +218,17 @@ class WindowedTrajectoryBuffer:
         self.capacity, self.batch_size, self.size = capacity, batch_size, size
         self.written = 0        # steps ever stored (the next one goes to row written % size)
         self.fresh_from = 0     # steps written before this are history only
+        self.round_from = 0     # steps written before this were there at the last round
+        self.rounds_kept = rounds_kept
         self.generator = generator
 
     def __len__(self) -> int:
         return self.written - self.fresh_from
+
+    @property
+    def new_steps(self) -> int:
+        """Fresh steps stored since the last round (all of them when each round empties T)."""
+        return self.written - max(self.fresh_from, self.round_from)
 
     def extend(self, data: TensorDictBase, *, history_only: bool = False) -> None:
         data = self.windows.place(data.clone(False))
@@ -225,7 +241,10 @@ class WindowedTrajectoryBuffer:
         self.fresh_from = max(self.fresh_from, self.written - self.capacity)  # the oldest fresh steps become history
 
     def empty(self) -> None:
-        self.fresh_from = self.written
+        """After a BC round: the steps become history (``rounds_kept=1``), or stay for the next rounds."""
+        self.round_from = self.written
+        if self.rounds_kept == 1:
+            self.fresh_from = self.written
 
     def __iter__(self) -> Iterator[TensorDictBase]:
         if len(self) == 0:
@@ -244,12 +263,13 @@ class WindowedTrajectoryBuffer:
 
     def state_dict(self) -> dict:
         return {"storage": self.storage.state_dict(), "windows": self.windows.state_dict(), "written": self.written,
-                "fresh_from": self.fresh_from}
+                "fresh_from": self.fresh_from, "round_from": self.round_from}
 
     def load_state_dict(self, state: dict) -> None:
         self.storage.load_state_dict(state["storage"])
         self.windows.load_state_dict(state["windows"])
         self.written, self.fresh_from = state["written"], state["fresh_from"]
+        self.round_from = state.get("round_from", self.fresh_from)
 
 
 __all__ = [

@@ -113,7 +113,8 @@ class StreamWindows:
                              f"{self.batch_streams}), got batch size {tuple(data.batch_size)}.")
         length = data.numel() // self.batch_streams
         device = self.next_step.device
-        here = slice(self.first_stream(data), self.first_stream(data) + self.batch_streams)
+        first_stream = self.first_stream(data)
+        here = slice(first_stream, first_stream + self.batch_streams)
         offsets = torch.arange(length, device=device)
         steps = self.next_step[here].unsqueeze(1) + offsets                             # [E, T]
         is_init = data.get(keys.IS_INIT).reshape(self.batch_streams, length).to(device)

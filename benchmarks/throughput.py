@@ -8,6 +8,12 @@ row per variant: `<variant> <steps/s> <ratio>`. Also the peak memory (RSS) of ea
 replay buffer.
 
     .venv/bin/python benchmarks/throughput.py --env halfcheetah --random-steps 1000 --steps 3000 --reps 3
+
+``--algo sac`` measures the SAC recipe (``sac_accelerate.py``: MLP SAC ``mlp_sac``, stage one, stage two with
+``transformer=table1_sac``) against the plain SAC loop (``plain_sac.py``, an MLP actor for ``plain``, the same
+transformer for ``plain_transformer``).
+
+    .venv/bin/python benchmarks/throughput.py --algo sac --env halfcheetah --random-steps 1000 --steps 3000 --reps 3
 """
 from __future__ import annotations
 
@@ -20,20 +26,29 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-RECIPE = [sys.executable, str(ROOT / "recipes" / "td3_accelerate.py")]
-#: The plain loop each variant is measured against.
-REFERENCES = {"plain": "plain", "plain_transformer": "plain_transformer", "mlp_td3": "plain", "stage1": "plain",
-              "stage2": "plain_transformer"}
-VARIANTS = tuple(REFERENCES)
+ALGOS = ("td3", "sac")
+
+
+def recipe(algo: str) -> list[str]:
+    """The command that runs the recipe of ``algo``."""
+    return [sys.executable, str(ROOT / "recipes" / f"{algo}_accelerate.py")]
+
+
+def references(algo: str) -> dict[str, str]:
+    """Each variant of ``algo`` and the plain loop it is measured against (in the order they run)."""
+    return {"plain": "plain", "plain_transformer": "plain_transformer", f"mlp_{algo}": "plain", "stage1": "plain",
+            "stage2": "plain_transformer"}
+
+
 #: The stage-two replay size of the recipe's variant and of its plain reference.
 STAGE_TWO_BUFFER = 20_000
 COMMON = ["device=cpu", "quiet=true", "eval.every=0", "eval.episodes=1", "checkpoint.every=0", "logger.backend=none"]
 
 
-def recipe_variant(env: str, random_steps: int, steps: int, out: Path, name: str) -> tuple[list[str], str]:
+def recipe_variant(algo: str, env: str, random_steps: int, steps: int, out: Path, name: str) -> tuple[list[str], str]:
     """The recipe's command for one variant and the stage whose throughput it measures."""
-    base = [*RECIPE, f"env={env}", *COMMON, f"stage1.random_steps={random_steps}", f"hydra.run.dir={out / name}"]
-    if name == "mlp_td3":
+    base = [*recipe(algo), f"env={env}", *COMMON, f"stage1.random_steps={random_steps}", f"hydra.run.dir={out / name}"]
+    if name.startswith("mlp_"):
         return [*base, "mode=accelerator_only", f"stage1.steps={steps}", "stage2.steps=0"], "accelerator_only"
     if name == "stage1":  # T as large as the schedule allows (Table 1: 2000), so that BC rounds are timed
         bc_every = min(2000, steps)
@@ -43,9 +58,14 @@ def recipe_variant(env: str, random_steps: int, steps: int, out: Path, name: str
 
 
 def plain_command(name: str, args: argparse.Namespace, result: Path) -> list[str]:
-    """The command of a plain loop (``plain``: MLP TD3; ``plain_transformer``: transformer TD3, 20k replay)."""
-    script = "plain_td3.py" if name == "plain" else "plain_transformer_td3.py"
+    """The command of a plain loop (``plain``: MLP TD3 or SAC; ``plain_transformer``: transformer TD3 or SAC, 20k
+    replay)."""
     extra = ["--buffer-size", str(STAGE_TWO_BUFFER)] if name == "plain_transformer" else []
+    if args.algo == "sac":
+        script = "plain_sac.py"
+        extra += ["--actor", "transformer" if name == "plain_transformer" else "mlp"]
+    else:
+        script = "plain_td3.py" if name == "plain" else "plain_transformer_td3.py"
     return [sys.executable, str(ROOT / "benchmarks" / script), "--env", args.gym_id, "--device", "cpu",
             "--total-steps", str(args.random_steps + args.steps), "--learning-starts", str(args.random_steps),
             "--eval-episodes", "0", *extra, "--out", str(result)]
@@ -58,17 +78,17 @@ def run_variant(name: str, args: argparse.Namespace, out: Path) -> dict:
         subprocess.run(plain_command(name, args, result), check=True, capture_output=True, text=True)
         report = json.loads(result.read_text())
         return {"steps_per_s": report["learning_steps_per_s"], "peak_rss_mib": report["peak_rss_mib"]}
-    command, stage = recipe_variant(args.env, args.random_steps, args.steps, out, name)
+    command, stage = recipe_variant(args.algo, args.env, args.random_steps, args.steps, out, name)
     subprocess.run(command, check=True, capture_output=True, text=True)
     summary = json.loads((out / name / "summary.json").read_text())
     return {"steps_per_s": summary["learning_steps_per_s"][stage], "peak_rss_mib": summary["peak_rss_mib"]}
 
 
-def summarise(runs: dict[str, list[dict]]) -> dict[str, dict]:
+def summarise(runs: dict[str, list[dict]], algo: str = "td3") -> dict[str, dict]:
     """Per variant: median steps/s, and the median (min, max) of its ratios to its reference, rep by rep."""
     table = {}
     for name, rows in runs.items():
-        reference = REFERENCES[name]
+        reference = references(algo)[name]
         ratios = [r["steps_per_s"] / p["steps_per_s"] for r, p in zip(rows, runs[reference], strict=True)]
         table[name] = {"reference": reference, "steps_per_s_median": statistics.median(r["steps_per_s"] for r in rows),
                        "ratio_median": statistics.median(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios),
@@ -78,7 +98,7 @@ def summarise(runs: dict[str, list[dict]]) -> dict[str, dict]:
 
 def print_table(table: dict[str, dict], args: argparse.Namespace) -> None:
     """One row per variant, ``<variant> <steps/s> <ratio>``, then the ratio's spread, its reference and peak RSS."""
-    print(f"\n{args.gym_id}, {args.steps} learning steps after {args.random_steps} random, {args.reps} reps (CPU); "
+    print(f"\n{args.algo.upper()}, {args.gym_id}, {args.steps} learning steps after {args.random_steps} random, {args.reps} reps (CPU); "
           "ratio = steps/s / its plain reference's, rep by rep, median")
     for name, row in table.items():
         print(f"{name} {row['steps_per_s_median']:.1f} {row['ratio_median']:.2f}   "
@@ -88,29 +108,39 @@ def print_table(table: dict[str, dict], args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--algo", choices=ALGOS, default="td3", help="the recipe and its plain references")
     parser.add_argument("--env", default="halfcheetah", help="env group of the recipe")
     parser.add_argument("--random-steps", type=int, default=1000)
     parser.add_argument("--steps", type=int, default=3000, help="learning steps timed per variant")
     parser.add_argument("--reps", type=int, default=3)
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS,
-                        help="what to run (each one's plain reference is added)")
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "throughput.json")
+    parser.add_argument("--variants", nargs="+", default=None,
+                        help="what to run (each one's plain reference is added); default: all of --algo's")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="the results' JSON (default: benchmarks/results/throughput[_sac].json)")
     args = parser.parse_args()
+    if args.out is None:
+        suffix = "" if args.algo == "td3" else f"_{args.algo}"
+        args.out = ROOT / "benchmarks" / "results" / f"throughput{suffix}.json"
     from trl_accel.envs import KNOWN_ENVS
 
     args.gym_id = KNOWN_ENVS[args.env]
-    wanted = {*args.variants, *(REFERENCES[name] for name in args.variants)}
-    variants = [name for name in VARIANTS if name in wanted]
+    known = references(args.algo)
+    chosen = args.variants or list(known)
+    unknown = [name for name in chosen if name not in known]
+    if unknown:
+        parser.error(f"unknown variant(s) {unknown} for --algo {args.algo}; choose among {list(known)}")
+    wanted = {*chosen, *(known[name] for name in chosen)}
+    variants = [name for name in known if name in wanted]
     runs: dict[str, list[dict]] = {name: [] for name in variants}
     with tempfile.TemporaryDirectory() as tmp:
         for rep in range(args.reps):
             for name in variants:
                 runs[name].append(run_variant(name, args, Path(tmp) / f"rep{rep}"))
                 print(f"rep {rep} {name:17s} {runs[name][-1]['steps_per_s']:7.1f} steps/s", flush=True)
-    table = summarise(runs)
+    table = summarise(runs, args.algo)
     print_table(table, args)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"env": args.gym_id, "random_steps": args.random_steps, "steps": args.steps,
+    args.out.write_text(json.dumps({"algo": args.algo, "env": args.gym_id, "random_steps": args.random_steps, "steps": args.steps,
                                     "reps": args.reps, "table": table, "runs": runs}, indent=2))
     print(f"written to {args.out}")
 

@@ -98,6 +98,68 @@ def test_context_scaling_benchmark_prints_a_line_per_context():
     assert all(float(field.split("=")[1]) > 0 for row in rows for field in row.split()[1:])
 
 
+def test_sac_throughput_benchmark_runs_every_variant_against_the_plain_sac_loops(tmp_path):
+    out = tmp_path / "throughput_sac.json"
+    stdout = run_script("benchmarks/throughput.py", "--algo", "sac", "--env", "pendulum", "--random-steps", "100",
+                        "--steps", "60", "--reps", "1", "--out", str(out))
+    report = json.loads(out.read_text())
+    variants = ["plain", "plain_transformer", "mlp_sac", "stage1", "stage2"]
+    assert report["algo"] == "sac" and list(report["table"]) == variants
+    assert [report["table"][name]["reference"] for name in variants] == ["plain", "plain_transformer", "plain", "plain",
+                                                                         "plain_transformer"]
+    rows = [line.split() for line in stdout.splitlines() if line.split()[:1] and line.split()[0] in variants]
+    assert [row[0] for row in rows] == variants and all(float(row[1]) > 0 and float(row[2]) > 0 for row in rows)
+
+
+def test_plain_sac_has_the_recipes_networks_and_its_tanh_normal():
+    """Its defaults are the SAC recipe's (``transformer=table1_sac``, MLP actor and critics, batch 256), its actors have
+    the parameter counts of the recipe's, and its tanh-normal gives TorchRL's log-probabilities and mean action."""
+    from tensordict.nn import NormalParamExtractor
+    from torchrl.modules import TanhNormal
+
+    from trl_accel.modules import make_mlp_actor
+
+    plain = load_benchmark("plain_sac")
+    args = plain.parse_args([])
+    cfg = compose_config("env=halfcheetah", recipe="sac_accelerate")
+    t, algo = cfg.transformer, cfg.algo
+    assert (args.context_len, args.d_model, args.n_heads, args.d_ff, args.dropout) == (
+        t.context_len, t.d_model, t.n_heads, t.d_ff, t.dropout)
+    assert (args.batch_size, args.gamma, args.tau, args.lr, args.alpha_lr, args.alpha_init) == (
+        algo.batch_size, algo.gamma, algo.tau, algo.lr, algo.alpha_lr, algo.alpha_init)
+    assert args.hidden == list(cfg.accelerator.hidden_sizes) and algo.target_entropy == "auto"
+    obs_dim, act_dim = 17, 6
+    spec = Bounded(-2.0, 1.0, shape=(act_dim,))
+    recipe_mlp = make_mlp_actor(obs_dim, spec, hidden_sizes=list(cfg.accelerator.hidden_sizes), stochastic=True)
+    recipe_transformer = make_transformer_actor(obs_dim, spec, **{k: v for k, v in t.items() if k != "rollout"},
+                                                stochastic=True)
+    assert count(plain.MLPParams(obs_dim, act_dim, args.hidden)) == count(recipe_mlp)
+    assert count(plain.TransformerParams(obs_dim, act_dim, args)) == count(recipe_transformer)
+
+    # in float64: TorchRL's log_prob inverts the tanh of the action, which float32 does to ~0.03 only
+    low, high = spec.space.low.double(), spec.space.high.double()
+    policy = plain.TanhNormalPolicy(low, high)
+    params = torch.randn(64, 2 * act_dim, dtype=torch.float64)
+    torch.manual_seed(0)
+    action, log_prob = policy.sample(params)
+    loc, scale = NormalParamExtractor()(params)  # as the recipe's head (trl_accel.modules.heads) builds it
+    dist = TanhNormal(loc, scale, low=low, high=high)
+    assert torch.allclose(log_prob[:, 0], dist.log_prob(action), atol=1e-5)
+    assert torch.allclose(policy.mean_action(params), dist.deterministic_sample, atol=1e-9)
+    assert bool(((action >= low) & (action <= high)).all())
+
+
+def test_plain_sac_reference_runs_and_reports_with_either_actor(tmp_path):
+    for actor in ("mlp", "transformer"):
+        out = tmp_path / f"plain_sac_{actor}.json"
+        run_script("benchmarks/plain_sac.py", "--actor", actor, "--env", "Pendulum-v1", "--total-steps", "300",
+                   "--learning-starts", "200", "--batch-size", "32", "--buffer-size", "250", "--d-model", "32",
+                   "--d-ff", "64", "--hidden", "32", "32", "--eval-episodes", "1", "--threads", "1", "--out", str(out))
+        report = json.loads(out.read_text())
+        assert report["impl"] == f"plain_pytorch_sac_{actor}" and report["learning_steps_per_s"] > 0
+        assert report["eval_return"] is not None
+
+
 def test_plain_td3_reference_runs_and_reports(tmp_path):
     out = tmp_path / "plain_td3.json"
     run_script("benchmarks/plain_td3.py", "--env", "Pendulum-v1", "--total-steps", "300", "--learning-starts", "200",
@@ -121,10 +183,15 @@ def test_collector_scaling_benchmark_prints_a_row_per_variant(tmp_path):
 
 
 def load_benchmark(name: str):
-    """A script of benchmarks/ as a module (the folder is no package)."""
+    """A script of benchmarks/ as a module (the folder is no package; its scripts import each other)."""
+    folder = str(ROOT / "benchmarks")
     spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    sys.path.insert(0, folder)
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(folder)
     return module
 
 
@@ -190,3 +257,11 @@ def test_stage_two_profile_prints_both_phases():
                         "transformer.d_ff=64", "accelerator.hidden_sizes=[32,32]", "algo.batch_size=32")
     assert "== stage-two update" in stdout and "== stage-two env steps" in stdout
     assert stdout.count("-- top 5 by") == 4
+
+
+def test_compile_benchmark_prints_a_line_per_shape():
+    stdout = run_script("benchmarks/compile_transformer.py", "--d-model", "16", "--d-ff", "32", "--repeats", "4",
+                        "--warmup", "1", "--threads", "1")
+    rows = [line.split() for line in stdout.splitlines() if "eager_ms=" in line]
+    assert [row[0] for row in rows] == ["collect_b1", "target_b256", "update_b256"]
+    assert all(float(field.split("=")[1]) > 0 for row in rows for field in row[1:])

@@ -265,3 +265,20 @@ def test_compile_benchmark_prints_a_line_per_shape():
     rows = [line.split() for line in stdout.splitlines() if "eager_ms=" in line]
     assert [row[0] for row in rows] == ["collect_b1", "target_b256", "update_b256"]
     assert all(float(field.split("=")[1]) > 0 for row in rows for field in row[1:])
+
+
+def test_teacher_comparison_writes_per_seed_curves_and_resumes(tmp_path):
+    sizes = [o for o in TINY if not o.startswith(("stage2.", "checkpoint."))]
+    lstm = ["lstm:accelerator.hidden_size=16", "lstm:accelerator.seq_len=4", "lstm:accelerator.burn_in=1",
+            "lstm:accelerator.batch_size=16"]
+    args = ["benchmarks/teachers.py", "--env", "pendulum_pomdp", "--teachers", "privileged", "lstm", "--contexts", "2",
+            "4", "--seeds", "0", "--target", "-2000", "--jobs", "2", "--out", str(tmp_path), "--", *sizes, *lstm]
+    stdout = run_script(*args)
+    lines = [line.split() for line in stdout.splitlines() if "steps_to_target=" in line]
+    assert [line[:3] for line in lines] == [["privileged", "K=2", "seed=0"], ["privileged", "K=4", "seed=0"],
+                                            ["lstm", "K=2", "seed=0"], ["lstm", "K=4", "seed=0"]]
+    assert all(line[3] == "steps_to_target=250" for line in lines)  # every return beats -2000 at the first evaluation
+    rows = (tmp_path / "curves.csv").read_text().splitlines()
+    assert rows[0] == "teacher,context_len,seed,env_steps,wall_time_s,accelerator_return,transformer_return"
+    assert len(rows) == 1 + 4 * 2 and (tmp_path / "curves.png").is_file()
+    assert run_script(*args) == stdout  # finished runs are read back, not rerun

@@ -99,3 +99,21 @@ def test_sac_hand_over_carries_critics_and_entropy_coefficient():
     assert (stage_two.loss.qvalue_network_params == stage_one.loss.qvalue_network_params).all()
     assert (stage_two.loss.target_qvalue_network_params == stage_one.loss.target_qvalue_network_params).all()
     assert (stage_two.loss.actor_network_params == cloner.loss.actor_network_params).all()
+
+
+def test_sac_updates_in_chunks():
+    """``update_chunks=2``: one step of each optimiser on the accumulated parts; the reported losses are the parts'
+    weighted sums (finite), and the actor, critics and entropy coefficient all move."""
+    from tests.helpers import transitions
+
+    learner = make_learner("sac", transformer(stochastic=True), make_twin_q_critics(OBS, ACT, hidden_sizes=(16,)), SPEC,
+                           settings={**SAC, "update_chunks": 2})
+    before = learner.loss.state_dict()
+    before = {key: value.clone() for key, value in before.items()}
+    out = learner.update(transitions(B, obs_dim=OBS, action_dim=ACT, context_len=K))
+    assert set(out) == {"loss_qvalue", "loss_actor", "loss_alpha", "alpha"}
+    assert all(bool(torch.isfinite(value)) for value in out.values())
+    after = learner.loss.state_dict()
+    for prefix in ("actor_network_params", "qvalue_network_params", "log_alpha"):
+        moved = [key for key in before if key.startswith(prefix) and not torch.equal(before[key], after[key])]
+        assert moved, prefix

@@ -136,3 +136,40 @@ def test_clamped_gaussian_noise_draws_and_clamps_as_torchrls_module():
         got = ours(TensorDict(action=action.clone(), batch_size=action.shape[:-1]))["action"]
         assert torch.equal(got, expected)
     assert set(ours.state_dict()) == set(theirs.state_dict())
+
+
+def test_an_update_in_chunks_is_the_whole_batchs_update():
+    """``update_chunks``: the weighted parts' gradients add up to the whole batch's, for the critics and the actor
+    (no target noise and no dropout, so that nothing random differs; lr 0, so that both compute their gradients at
+    the same parameters: Adam's first step divides by the gradient's size and would magnify rounding); the
+    reported losses are the whole batch's. An MLP and a transformer actor (windows)."""
+    no_dropout_transformer = lambda: make_transformer_actor(OBS, SPEC, context_len=K, d_model=16, d_ff=32, dropout=0.0,
+                                                            passthrough_keys=(keys.OBSERVATION,))
+    for make_actor in (lambda: make_mlp_actor(OBS, SPEC, hidden_sizes=(16, 16)), no_dropout_transformer):
+        torch.manual_seed(0)
+        actor, critics = make_actor(), make_twin_q_critics(OBS, ACT, hidden_sizes=(16, 16))
+        settings = {"policy_noise": 0.0, "policy_delay": 1, "lr": 0.0}
+        whole = TD3Learner(actor, critics, SPEC, TD3Settings(**settings))
+        chunked = TD3Learner(actor, critics, SPEC, TD3Settings(**settings, update_chunks=3))
+        chunked.loss.load_state_dict(whole.loss.state_dict())
+        batch = transitions()
+        out_whole, out_chunked = whole.update(batch.clone()), chunked.update(batch.clone())
+        for key in ("loss_qvalue", "loss_actor"):
+            assert torch.allclose(out_whole[key], out_chunked[key], rtol=1e-5, atol=1e-7), key
+        for name in ("actor_optimizer", "critic_optimizer"):
+            ours, theirs = (getattr(learner, name).param_groups[0]["params"] for learner in (whole, chunked))
+            pairs = [(a, b) for a, b in zip(ours, theirs, strict=True) if a.requires_grad]  # not the action bounds
+            assert pairs and all(a.grad is not None for a, _ in pairs), name
+            assert all(torch.allclose(a.grad, b.grad, rtol=1e-4, atol=1e-7) for a, b in pairs), name
+
+
+def test_chunks_weigh_a_sequence_batch_by_its_loss_steps():
+    from tensordict import TensorDict
+
+    from trl_accel.stages.actor_critic import weighted_chunks
+
+    mask = torch.tensor([[True, True], [True, False], [False, False], [True, True]])
+    batch = TensorDict({keys.LOSS_MASK: mask, "x": torch.zeros(4, 2)}, batch_size=[4, 2])
+    parts = weighted_chunks(batch, 2)
+    assert [part.batch_size[0] for part, _ in parts] == [2, 2] and [weight for _, weight in parts] == [0.6, 0.4]
+    assert weighted_chunks(batch, 1)[0][0] is batch

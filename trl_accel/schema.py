@@ -63,6 +63,7 @@ class AlgoConfig:
     tau: float = bounded(0.005, low=0.0, high=1.0, low_open=True)
     lr: float = bounded(3e-4, low=0.0, low_open=True)
     batch_size: int = bounded(256, low=1)
+    update_chunks: int = bounded(1, low=1)
     # TD3
     policy_noise: Optional[float] = bounded(None, low=0.0)
     noise_clip: Optional[float] = bounded(None, low=0.0)

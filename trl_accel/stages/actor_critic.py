@@ -2,7 +2,10 @@
 actor's and critics' optimisers."""
 from __future__ import annotations
 
+import math
+
 import torch
+from tensordict import TensorDictBase
 from tensordict.nn import TensorDictModule
 from torchrl.objectives import LossModule, SoftUpdate
 
@@ -33,6 +36,27 @@ class ForeachSoftUpdate(SoftUpdate):
         if any(target.requires_grad for target in targets):
             raise RuntimeError("the target parameter is part of a graph.")
         torch._foreach_lerp_([target.data for target in targets], sources, 1 - self.eps)
+
+
+def weighted_chunks(batch: TensorDictBase, chunks: int) -> list[tuple[TensorDictBase, float]]:
+    """``batch`` [B, ...] split along its first dimension into ``chunks`` parts (the last may be smaller), each
+    with the weight that makes the weighted sum of the parts' mean losses the whole batch's mean loss: its share of
+    the batch, or, on a sequence batch, its share of the ``loss_mask``'s True steps. Accumulating the gradients
+    of the weighted parts then gives the whole batch's update with about 1/``chunks`` of its activations.
+
+    >>> from tensordict import TensorDict
+    >>> [(part.batch_size[0], weight) for part, weight in weighted_chunks(TensorDict(x=torch.zeros(5), batch_size=[5]), 2)]
+    [(3, 0.6), (2, 0.4)]
+    """
+    if chunks <= 1:
+        return [(batch, 1.0)]
+    parts = batch.split(math.ceil(batch.batch_size[0] / chunks), dim=0)
+    if keys.LOSS_MASK in batch.keys():
+        counts = [float(part.get(keys.LOSS_MASK).sum()) for part in parts]
+    else:
+        counts = [float(part.batch_size[0]) for part in parts]
+    total = sum(counts)
+    return [(part, count / total) for part, count in zip(parts, counts, strict=True)]
 
 
 def prepare_actor_critic(loss: LossModule, gamma: float, tau: float, lr: float,

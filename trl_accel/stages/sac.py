@@ -10,7 +10,7 @@ from torchrl.data import TensorSpec
 from torchrl.objectives import SACLoss
 
 from trl_accel.objectives.sequences import SequenceSACLoss, make_actor_critic_loss
-from trl_accel.stages.actor_critic import needs_loop_over_critics, prepare_actor_critic
+from trl_accel.stages.actor_critic import needs_loop_over_critics, prepare_actor_critic, weighted_chunks
 
 
 @dataclass
@@ -24,6 +24,7 @@ class SACSettings:
     alpha_init: float = 1.0
     target_entropy: float | str = "auto"  # "auto" = -action_dim
     batch_size: int = 256  # read by the replay buffer, kept here with the rest
+    update_chunks: int = 1  # > 1: each update's batch in this many parts, gradients accumulated (less memory)
 
 
 class SACLearner:
@@ -81,16 +82,22 @@ class SACLearner:
 
     def update(self, batch: TensorDictBase) -> dict[str, torch.Tensor]:
         """One SAC step on ``batch``; returns detached ``loss_qvalue``, ``loss_actor``, ``loss_alpha``, ``alpha``."""
-        losses = self._loss(batch)
-        total = losses["loss_qvalue"] + losses["loss_actor"] + losses["loss_alpha"]
         for optimizer in (self.critic_optimizer, self.actor_optimizer, self.alpha_optimizer):
             optimizer.zero_grad(set_to_none=True)
-        total.backward()  # the actor's loss reads detached critics, the alpha loss a detached log-prob
+        out: dict[str, torch.Tensor] = {}
+        for part, weight in weighted_chunks(batch, self.settings.update_chunks):
+            losses = self._loss(part)
+            total = losses["loss_qvalue"] + losses["loss_actor"] + losses["loss_alpha"]
+            # the actor's loss reads detached critics, the alpha loss a detached log-prob
+            (total if weight == 1.0 else total * weight).backward()
+            for key in ("loss_qvalue", "loss_actor", "loss_alpha", "alpha"):
+                value = losses[key].detach() if weight == 1.0 else losses[key].detach() * weight
+                out[key] = out[key] + value if key in out else value
         for optimizer in (self.critic_optimizer, self.actor_optimizer, self.alpha_optimizer):
             optimizer.step()
         self.target_updater.step()
         self.num_updates += 1
-        return {key: losses[key].detach() for key in ("loss_qvalue", "loss_actor", "loss_alpha", "alpha")}
+        return out
 
     def state_dict(self) -> dict:
         return {"loss": self.loss.state_dict(), "critic_optimizer": self.critic_optimizer.state_dict(),

@@ -12,7 +12,7 @@ from torchrl.modules import AdditiveGaussianModule
 from torchrl.objectives import TD3Loss
 
 from trl_accel.objectives.sequences import SequenceTD3Loss, make_actor_critic_loss
-from trl_accel.stages.actor_critic import needs_loop_over_critics, prepare_actor_critic
+from trl_accel.stages.actor_critic import needs_loop_over_critics, prepare_actor_critic, weighted_chunks
 
 
 @dataclass
@@ -27,6 +27,7 @@ class TD3Settings:
     exploration_noise: float = 0.1
     policy_delay: int = 2
     batch_size: int = 256  # read by the replay buffer, kept here with the rest of Table 1
+    update_chunks: int = 1  # > 1: each update's batch in this many parts, gradients accumulated (less memory)
 
 
 class ClampedGaussianNoise(AdditiveGaussianModule):
@@ -117,20 +118,32 @@ class TD3Learner:
 
     def update(self, batch: TensorDictBase) -> dict[str, float | torch.Tensor]:
         """One TD3 step on ``batch``; returns detached losses (``loss_qvalue``, and ``loss_actor`` on actor steps)."""
-        loss_qvalue, _ = self._value_loss(batch)
+        parts = weighted_chunks(batch, self.settings.update_chunks)
         self.critic_optimizer.zero_grad(set_to_none=True)
-        loss_qvalue.backward()
+        loss_qvalue = self._accumulate(self._value_loss, parts)
         self.critic_optimizer.step()
         self.num_updates += 1
-        out = {"loss_qvalue": loss_qvalue.detach()}
+        out = {"loss_qvalue": loss_qvalue}
         if self.num_updates % self.settings.policy_delay == 0:
-            loss_actor, _ = self._actor_loss(batch)
             self.actor_optimizer.zero_grad(set_to_none=True)
-            loss_actor.backward()
+            out["loss_actor"] = self._accumulate(self._actor_loss, parts)
             self.actor_optimizer.step()
             self.target_updater.step()
-            out["loss_actor"] = loss_actor.detach()
         return out
+
+    @staticmethod
+    def _accumulate(loss_of, parts: list[tuple[TensorDictBase, float]]) -> torch.Tensor:
+        """Backward of each part's loss times its weight (one part: the loss itself); the detached weighted sum."""
+        if len(parts) == 1:
+            loss, _ = loss_of(parts[0][0])
+            loss.backward()
+            return loss.detach()
+        total = 0.0
+        for part, weight in parts:
+            loss, _ = loss_of(part)
+            (loss * weight).backward()
+            total = total + loss.detach() * weight
+        return total
 
     def state_dict(self) -> dict:
         return {"loss": self.loss.state_dict(), "critic_optimizer": self.critic_optimizer.state_dict(),

@@ -7,9 +7,9 @@ import pytest
 
 from trl_accel.envs import previous
 from trl_accel.modules import encoders, heads, kv_cache, mlp, pixels, recurrent, transformer
-from trl_accel.stages import windows
+from trl_accel.stages import actor_critic, windows
 
-MODULES = [encoders, heads, kv_cache, mlp, pixels, previous, recurrent, transformer, windows]
+MODULES = [actor_critic, encoders, heads, kv_cache, mlp, pixels, previous, recurrent, transformer, windows]
 
 
 @pytest.mark.parametrize("module", MODULES, ids=lambda module: module.__name__)

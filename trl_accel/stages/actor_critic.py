@@ -70,3 +70,6 @@ def prepare_actor_critic(loss: LossModule, gamma: float, tau: float, lr: float,
     critic_optimizer = torch.optim.Adam(list(loss.qvalue_network_params.values(True, True)), lr=lr, foreach=True)
     actor_optimizer = torch.optim.Adam(list(loss.actor_network_params.values(True, True)), lr=lr, foreach=True)
     return ForeachSoftUpdate(loss, tau=tau), critic_optimizer, actor_optimizer
+
+
+__all__ = ["ForeachSoftUpdate", "needs_loop_over_critics", "prepare_actor_critic", "weighted_chunks"]

@@ -48,18 +48,17 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import random
 import resource
 import sys
 import time
-from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from plain_td3 import report
 
 # Observation indices kept by --mask-velocity (velocities dropped), per environment id.
 VELOCITY_MASKS = {"Pendulum-v1": [0, 1]}  # [cos theta, sin theta, theta_dot] -> [cos theta, sin theta]
@@ -486,12 +485,7 @@ def run(args: argparse.Namespace) -> dict:
 def main() -> None:
     """Command-line entry point: train, print one JSON line, optionally write it to --out."""
     args = parse_args()
-    result = run(args)
-    line = json.dumps(result)
-    print(line)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(line + "\n")
+    report(run(args), args.out)
 
 
 if __name__ == "__main__":

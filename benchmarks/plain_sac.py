@@ -21,25 +21,21 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import math
 import random
-import resource
 import time
-from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 import torch
 import torch.nn.functional as F
-from plain_td3 import ReplayBuffer
+from plain_td3 import ReplayBuffer, benchmark_result, report, resolve_device
 from plain_transformer_td3 import (
     EnvWindow,
     QNetwork,
     TransformerActor,
     WindowReplayBuffer,
     polyak,
-    residual_dropout,
 )
 from torch import nn
 
@@ -101,10 +97,7 @@ class TransformerParams(TransformerActor):
                          n_heads=args.n_heads, d_ff=args.d_ff, dropout=args.dropout)
 
     def forward(self, window: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        x = self.embed(window) + self.positions
-        x = x[:, -1:] + residual_dropout(self.attend(self.attention_norm(x), mask), self.dropout, self.training)
-        x = x + residual_dropout(self.feed_forward(self.feed_forward_norm(x)), self.dropout, self.training)
-        return self.head(self.final_norm(x[:, -1]))
+        return self.head(self.features(window, mask))
 
 
 class TanhNormalPolicy:
@@ -131,13 +124,6 @@ class TanhNormalPolicy:
 
     def mean_action(self, params: torch.Tensor) -> torch.Tensor:
         return torch.tanh(self.split(params)[0]) * self.scale + self.bias
-
-
-def resolve_device(name: str) -> torch.device:
-    """Map 'auto' to cuda when available, else cpu."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
 
 
 def evaluate(actor: nn.Module, policy: TanhNormalPolicy, args: argparse.Namespace, device: torch.device) -> float:
@@ -259,35 +245,15 @@ def run(args: argparse.Namespace) -> dict:
         torch.cuda.synchronize()
     end = time.perf_counter()
     env.close()
-    learning_steps = max(args.total_steps - args.learning_starts, 0)
-    learning_time = end - learn_start if learn_start is not None else 0.0
-    steps_per_s = learning_steps / learning_time if learning_time > 0 else None
-    wall_time = end - wall_start
-
     eval_return = evaluate(actor, policy, args, device) if args.eval_episodes > 0 else None
-    return {
-        "impl": f"plain_pytorch_sac_{args.actor}",
-        "env": args.env,
-        "seed": args.seed,
-        "device": str(device),
-        "total_steps": args.total_steps,
-        "learning_starts": args.learning_starts,
-        "learning_steps_per_s": steps_per_s,
-        "wall_time_s": wall_time,
-        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "eval_return": eval_return,
-    }
+    return benchmark_result(f"plain_pytorch_sac_{args.actor}", args, device, wall_start=wall_start,
+                            learn_start=learn_start, end=end, eval_return=eval_return)
 
 
 def main() -> None:
     """Command-line entry point: train, print one JSON line, optionally write it to --out."""
     args = parse_args()
-    result = run(args)
-    line = json.dumps(result)
-    print(line)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(line + "\n")
+    report(run(args), args.out)
 
 
 if __name__ == "__main__":

@@ -214,35 +214,44 @@ def run(args: argparse.Namespace) -> dict:
         torch.cuda.synchronize()
     end = time.perf_counter()
     env.close()
+    eval_return = evaluate(actor, args.env, args.seed, args.eval_episodes, device) if args.eval_episodes > 0 else None
+    return benchmark_result("plain_pytorch", args, device, wall_start=wall_start, learn_start=learn_start, end=end,
+                            eval_return=eval_return)
+
+
+def benchmark_result(impl: str, args: argparse.Namespace, device: torch.device, *, wall_start: float,
+                     learn_start: float | None, end: float, eval_return: float | None) -> dict:
+    """The result dict of a plain loop: its learning-phase env-steps/s (the steps after ``args.learning_starts``,
+    timed from ``learn_start`` to ``end``), wall time, peak RSS and the final evaluation's return."""
     learning_steps = max(args.total_steps - args.learning_starts, 0)
     learning_time = end - learn_start if learn_start is not None else 0.0
-    steps_per_s = learning_steps / learning_time if learning_time > 0 else None
-    wall_time = end - wall_start
-
-    eval_return = evaluate(actor, args.env, args.seed, args.eval_episodes, device) if args.eval_episodes > 0 else None
     return {
-        "impl": "plain_pytorch",
+        "impl": impl,
         "env": args.env,
         "seed": args.seed,
         "device": str(device),
         "total_steps": args.total_steps,
         "learning_starts": args.learning_starts,
-        "learning_steps_per_s": steps_per_s,
-        "wall_time_s": wall_time,
+        "learning_steps_per_s": learning_steps / learning_time if learning_time > 0 else None,
+        "wall_time_s": end - wall_start,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "eval_return": eval_return,
     }
 
 
+def report(result: dict, out: str | None) -> None:
+    """Print ``result`` as one JSON line and, with ``out``, write it there too."""
+    line = json.dumps(result)
+    print(line)
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(line + "\n")
+
+
 def main() -> None:
     """Command-line entry point: train, print one JSON line, optionally write it to --out."""
     args = parse_args()
-    result = run(args)
-    line = json.dumps(result)
-    print(line)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(line + "\n")
+    report(run(args), args.out)
 
 
 if __name__ == "__main__":

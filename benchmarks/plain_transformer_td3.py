@@ -19,16 +19,14 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import random
-import resource
 import time
-from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 import torch
 import torch.nn.functional as F
+from plain_td3 import benchmark_result, report, resolve_device
 from torch import nn
 
 
@@ -101,11 +99,15 @@ class TransformerActor(nn.Module):
                                                   attn_mask=allowed[:, None, None, :])
         return self.attention_out(attended.transpose(1, 2).reshape(batch, 1, -1))
 
-    def forward(self, window: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def features(self, window: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The block's output at the last token, normalised: [B, d_model]."""
         x = self.embed(window) + self.positions
         x = x[:, -1:] + residual_dropout(self.attend(self.attention_norm(x), mask), self.dropout, self.training)
         x = x + residual_dropout(self.feed_forward(self.feed_forward_norm(x)), self.dropout, self.training)
-        return torch.tanh(self.head(self.final_norm(x[:, -1]))) * self.action_scale + self.action_bias
+        return self.final_norm(x[:, -1])
+
+    def forward(self, window: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.head(self.features(window, mask))) * self.action_scale + self.action_bias
 
 
 class QNetwork(nn.Module):
@@ -187,13 +189,6 @@ class EnvWindow:
         self.mask = torch.roll(self.mask, -1, dims=1)
         self.window[0, -1] = torch.as_tensor(obs, dtype=torch.float32)
         self.mask[0, -1] = True
-
-
-def resolve_device(name: str) -> torch.device:
-    """Map 'auto' to cuda when available, else cpu."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
 
 
 def make_actor(args: argparse.Namespace, obs_dim: int, act_dim: int, low: np.ndarray, high: np.ndarray) -> TransformerActor:
@@ -311,35 +306,15 @@ def run(args: argparse.Namespace) -> dict:
         torch.cuda.synchronize()
     end = time.perf_counter()
     env.close()
-    learning_steps = max(args.total_steps - args.learning_starts, 0)
-    learning_time = end - learn_start if learn_start is not None else 0.0
-    steps_per_s = learning_steps / learning_time if learning_time > 0 else None
-    wall_time = end - wall_start
-
     eval_return = evaluate(actor, args, device) if args.eval_episodes > 0 else None
-    return {
-        "impl": "plain_pytorch_transformer_td3",
-        "env": args.env,
-        "seed": args.seed,
-        "device": str(device),
-        "total_steps": args.total_steps,
-        "learning_starts": args.learning_starts,
-        "learning_steps_per_s": steps_per_s,
-        "wall_time_s": wall_time,
-        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "eval_return": eval_return,
-    }
+    return benchmark_result("plain_pytorch_transformer_td3", args, device, wall_start=wall_start,
+                            learn_start=learn_start, end=end, eval_return=eval_return)
 
 
 def main() -> None:
     """Command-line entry point: train, print one JSON line, optionally write it to --out."""
     args = parse_args()
-    result = run(args)
-    line = json.dumps(result)
-    print(line)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(line + "\n")
+    report(run(args), args.out)
 
 
 if __name__ == "__main__":

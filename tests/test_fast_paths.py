@@ -11,6 +11,7 @@ from torchrl.data import Bounded
 from torchrl.objectives import SoftUpdate, TD3Loss
 
 from trl_accel.modules import make_mlp_actor, make_twin_q_critics
+from trl_accel.objectives import FirstCriticTD3Loss
 from trl_accel.stages.actor_critic import ForeachSoftUpdate
 
 
@@ -48,3 +49,31 @@ def test_foreach_soft_update_is_torchrl_soft_update_bit_for_bit():
     assert targets
     for key in targets:
         assert torch.equal(ours[key], theirs[key]), key
+
+
+def test_first_critic_actor_loss_is_torchrl_s_with_the_second_critic_left_out():
+    spec = Bounded(-1.0, 1.0, shape=(2,))
+    torch.manual_seed(0)
+    actor, critics = make_mlp_actor(3, spec, hidden_sizes=(8,)), make_twin_q_critics(3, 2, hidden_sizes=(8,))
+    losses = [cls(copy.deepcopy(actor), [copy.deepcopy(c) for c in critics], action_spec=spec, num_qvalue_nets=2)
+              for cls in (TD3Loss, FirstCriticTD3Loss)]
+    losses[1].load_state_dict(losses[0].state_dict())
+    batch = TensorDict(observation=torch.randn(16, 3), action=torch.rand(16, 2) * 2 - 1, batch_size=[16])
+    results = []
+    for loss in losses:
+        value, metadata = loss.actor_loss(batch.clone())
+        value.backward()
+        grads = {name: p.grad.clone() for name, p in loss.named_parameters() if p.grad is not None}
+        results.append((value.detach(), metadata["state_action_value_actor"], grads))
+    (theirs, their_values, their_grads), (ours, our_values, our_grads) = results
+    torch.testing.assert_close(ours, theirs)
+    torch.testing.assert_close(our_values, their_values[0])  # TorchRL's holds both critics' values
+    assert our_grads.keys() == their_grads.keys() and any(name.startswith("actor") for name in our_grads)
+    assert not any("qvalue" in name for name in our_grads)  # the critics are detached in both
+    for name, grad in our_grads.items():
+        torch.testing.assert_close(grad, their_grads[name])
+    # the second critic matters to TorchRL's value only through index 0: changing it changes neither loss
+    with torch.no_grad():
+        for loss in losses:
+            loss.qvalue_network_params[1].apply_(lambda p: p.add_(1.0))
+    torch.testing.assert_close(losses[1].actor_loss(batch.clone())[0], losses[0].actor_loss(batch.clone())[0])

@@ -2,11 +2,12 @@
 bootstrap targets read a replayed sequence once, extended by its last next step."""
 from trl_accel.objectives.bc import BehaviourCloningLoss
 from trl_accel.objectives.sequences import (
+    FirstCriticTD3Loss,
     SequenceSACLoss,
     SequenceTD3Loss,
     extended_sequence,
     make_actor_critic_loss,
 )
 
-__all__ = ["BehaviourCloningLoss", "SequenceSACLoss", "SequenceTD3Loss", "extended_sequence",
+__all__ = ["BehaviourCloningLoss", "FirstCriticTD3Loss", "SequenceSACLoss", "SequenceTD3Loss", "extended_sequence",
            "make_actor_critic_loss"]

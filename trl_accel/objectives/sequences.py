@@ -10,7 +10,8 @@ the stage-two hand-over see the same objects) and change only how sequences are 
 - the bootstrap side runs once over the **extended sequence** of ``T + 1`` steps (the sequence's first step
   followed by its ``T`` next steps, :func:`extended_sequence`), so that the memory at step ``t + 1`` of the
   target networks has seen exactly the history the online memory at step ``t`` has, plus one step;
-- TD3's actor loss runs only the first critic (the one it reads) rather than both;
+- TD3's actor loss runs only the first critic (the one it reads) rather than both (:class:`FirstCriticTD3Loss`,
+  the parent of :class:`SequenceTD3Loss`, which the MLP learners use too);
 - the twin critics may be one network whose two heads share a recurrent trunk (``num_qvalue_nets=1``, values
   [*B, 2]), which TorchRL's losses cannot hold.
 
@@ -98,7 +99,41 @@ def make_actor_critic_loss(loss_class: type, actor, critics: list, **kwargs):
     return loss
 
 
-class SequenceTD3Loss(SequenceCritics, TD3Loss):
+class FirstCriticTD3Loss(SequenceCritics, TD3Loss):
+    """``TD3Loss`` whose actor loss runs only the first critic, the one it reads.
+
+    TorchRL's ``actor_loss`` evaluates both critics on the actor's action (one ``vmap`` over the stacked
+    parameters) and keeps the first value: the second critic's forward and backward are computed and thrown away.
+    Here the first critic runs alone, with its parameters detached (as TorchRL's), on ``[B]`` transitions or
+    ``[B, T]`` sequences; the loss is the same, ``-mean Q_θ1(s, μ_φ(s))`` (TorchRL's ``_reduce_loss``, the
+    ``loss_mask`` included). ``value_loss`` is TorchRL's. An upstream-style fix: TorchRL 0.14.1 has no switch for it.
+
+    In: the actor's and the critics' in-keys (``observation`` [*B, obs_dim], ...). Out: ``actor_loss`` returns
+    ``(loss, {"state_action_value_actor": Q_θ1 [*B]})``.
+    """
+
+    def actor_loss(self, tensordict: TensorDictBase) -> tuple[torch.Tensor, dict]:
+        actor_input = tensordict.select(*self.actor_network.in_keys, strict=False)
+        with self.actor_network_params.to_module(self.actor_network, preserve_module_state=False):
+            actor_input = self.actor_network(actor_input)
+        critic_input = tensordict.select(*self.qvalue_network.in_keys, strict=False)
+        critic_input.set(self.tensor_keys.action, actor_input.get(self.tensor_keys.action))
+        # the first critic only: the first parameter set (its first head when the heads share a trunk)
+        value = self._values(critic_input, self._cached_first_detached_qvalue_params)[0]
+        loss = self._reduce_loss(-value, tensordict=tensordict, weights=self._maybe_get_priority_weight(tensordict))
+        return loss, {"state_action_value_actor": value.detach()}
+
+    @property
+    def _cached_first_detached_qvalue_params(self) -> TensorDictBase:
+        """The first critic's parameters, detached ([1, ...]); cached as TorchRL caches its detached parameters
+        (the cache is erased when the loss moves)."""
+        cache = self.__dict__.setdefault("_cache", {})
+        if "first_detached_qvalue_params" not in cache:
+            cache["first_detached_qvalue_params"] = self.qvalue_network_params[:1].detach()
+        return cache["first_detached_qvalue_params"]
+
+
+class SequenceTD3Loss(FirstCriticTD3Loss):
     """``TD3Loss`` on ``[B, T]`` sequences, with the bootstrap target computed over the extended sequence.
 
     In: what ``TD3Loss`` reads, as ``[B, T]`` sequences (``loss_mask`` [B, T] selects the steps that count).
@@ -134,17 +169,6 @@ class SequenceTD3Loss(SequenceCritics, TD3Loss):
         loss = self._reduce_loss(loss, tensordict=tensordict)
         return loss, {"td_error": (current_q - target).pow(2).detach(), "pred_value": current_q.detach(),
                       "target_value": target.detach(), "next_state_value": next_q.detach()}
-
-    def actor_loss(self, tensordict: TensorDictBase) -> tuple[torch.Tensor, dict]:
-        actor_input = tensordict.select(*self.actor_network.in_keys, strict=False)
-        with self.actor_network_params.to_module(self.actor_network, preserve_module_state=False):
-            actor_input = self.actor_network(actor_input)
-        critic_input = tensordict.select(*self.qvalue_network.in_keys, strict=False)
-        critic_input.set(self.tensor_keys.action, actor_input.get(self.tensor_keys.action))
-        # the first critic only: the first parameter set (its first head when the heads share a trunk)
-        value = self._values(critic_input, self.qvalue_network_params[:1].detach())[0]
-        loss = self._reduce_loss(-value, tensordict=tensordict)
-        return loss, {"state_action_value_actor": value.detach()}
 
 
 class SequenceSACLoss(SequenceCritics, SACLoss):
@@ -193,4 +217,4 @@ class SequenceSACLoss(SequenceCritics, SACLoss):
         return loss, {"log_prob": log_prob.detach()}
 
 
-__all__ = ["SequenceSACLoss", "SequenceTD3Loss", "extended_sequence", "make_actor_critic_loss"]
+__all__ = ["FirstCriticTD3Loss", "SequenceSACLoss", "SequenceTD3Loss", "extended_sequence", "make_actor_critic_loss"]

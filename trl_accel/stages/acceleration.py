@@ -11,7 +11,7 @@ from torchrl.modules import set_recurrent_mode
 
 from trl_accel import keys
 from trl_accel.objectives.bc import BehaviourCloningLoss, CriticValue
-from trl_accel.stages.actor_critic import ForeachSoftUpdate
+from trl_accel.stages.actor_critic import ForeachSoftUpdate, make_adam
 from trl_accel.stages.windows import (
     TEACHER,
     WindowedTrajectoryBuffer,
@@ -129,7 +129,7 @@ class BehaviourCloner:
         self.loss = BehaviourCloningLoss(transformer, likelihood=likelihood, critic_value=critic_value,
                                          ascent_weight=ascent_weight)
         self.target_updater = ForeachSoftUpdate(self.loss, tau=tau)
-        self.optimizer = torch.optim.Adam(list(self.loss.actor_network_params.values(True, True)), lr=lr, foreach=True)
+        self.optimizer = make_adam(list(self.loss.actor_network_params.values(True, True)), lr)
         self.accelerator = accelerator
         self.teacher_action_key = teacher_action_key
         self.target = target

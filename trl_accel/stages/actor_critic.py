@@ -59,17 +59,27 @@ def weighted_chunks(batch: TensorDictBase, chunks: int) -> list[tuple[TensorDict
     return [(part, count / total) for part, count in zip(parts, counts, strict=True)]
 
 
+def make_adam(parameters: list[torch.Tensor], lr: float) -> torch.optim.Adam:
+    """Adam over ``parameters``, fused (one kernel for the whole step) where PyTorch has the fused kernel (CPU and CUDA
+    floating-point tensors), otherwise foreach. Measured on the 2-core CPU machine, the twin MLP critics' step (256
+    hidden units, HalfCheetah's sizes) costs 0.13 ms fused against 0.35 ms foreach and 0.37 ms per tensor. The fused
+    step is Adam's arithmetic with another rounding order: it agrees with the others to about one unit in the last
+    place, not bit for bit."""
+    fused = all(p.device.type in ("cpu", "cuda") and p.dtype in (torch.float32, torch.float64, torch.float16,
+                                                                   torch.bfloat16) for p in parameters)
+    return torch.optim.Adam(parameters, lr=lr, fused=True) if fused else torch.optim.Adam(parameters, lr=lr, foreach=True)
+
+
 def prepare_actor_critic(loss: LossModule, gamma: float, tau: float, lr: float,
                          ) -> tuple[SoftUpdate, torch.optim.Adam, torch.optim.Adam]:
     """Give ``loss`` its value estimator and the burn-in loss mask (sequence batches: no loss on
     burn-in steps); return its soft target updater (:class:`ForeachSoftUpdate`) and the critics' and actor's
-    Adam optimisers (foreach)."""
+    Adam optimisers (:func:`make_adam`)."""
     loss.make_value_estimator(gamma=gamma)
     loss.loss_mask_key = keys.LOSS_MASK
-    # foreach Adam: the single-tensor arithmetic, bit for bit, in fewer calls (PyTorch's CPU default is per tensor)
-    critic_optimizer = torch.optim.Adam(list(loss.qvalue_network_params.values(True, True)), lr=lr, foreach=True)
-    actor_optimizer = torch.optim.Adam(list(loss.actor_network_params.values(True, True)), lr=lr, foreach=True)
+    critic_optimizer = make_adam(list(loss.qvalue_network_params.values(True, True)), lr)
+    actor_optimizer = make_adam(list(loss.actor_network_params.values(True, True)), lr)
     return ForeachSoftUpdate(loss, tau=tau), critic_optimizer, actor_optimizer
 
 
-__all__ = ["ForeachSoftUpdate", "needs_loop_over_critics", "prepare_actor_critic", "weighted_chunks"]
+__all__ = ["ForeachSoftUpdate", "make_adam", "needs_loop_over_critics", "prepare_actor_critic", "weighted_chunks"]

@@ -9,10 +9,17 @@ from tensordict.nn import TensorDictModule, TensorDictSequential
 from torchrl.data import TensorSpec
 from torchrl.envs import ExplorationType
 from torchrl.modules import AdditiveGaussianModule
-from torchrl.objectives import TD3Loss
 
-from trl_accel.objectives.sequences import SequenceTD3Loss, make_actor_critic_loss
-from trl_accel.stages.actor_critic import needs_loop_over_critics, prepare_actor_critic, weighted_chunks
+from trl_accel.objectives.sequences import (
+    FirstCriticTD3Loss,
+    SequenceTD3Loss,
+    make_actor_critic_loss,
+)
+from trl_accel.stages.actor_critic import (
+    needs_loop_over_critics,
+    prepare_actor_critic,
+    weighted_chunks,
+)
 
 
 @dataclass
@@ -104,7 +111,7 @@ class TD3Learner:
                  settings: TD3Settings, *, compile: bool = False):
         self.settings = settings
         sequences = needs_loop_over_critics(critics)
-        self.loss = make_actor_critic_loss(SequenceTD3Loss if sequences else TD3Loss, actor, critics,
+        self.loss = make_actor_critic_loss(SequenceTD3Loss if sequences else FirstCriticTD3Loss, actor, critics,
                                            action_spec=action_spec, policy_noise=settings.policy_noise,
                                            noise_clip=settings.noise_clip, loss_function="l2", deactivate_vmap=sequences)
         # The loss runs its *_loss methods under this exploration type: RANDOM is a gradient step's,

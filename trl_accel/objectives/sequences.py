@@ -27,7 +27,7 @@ from tensordict.utils import NestedKey
 from torchrl.envs import ExplorationType, set_exploration_type
 from torchrl.objectives import SACLoss, TD3Loss
 from torchrl.objectives.sac import compute_rsample_log_prob
-from torchrl.objectives.utils import distance_loss
+from torchrl.objectives.utils import _cache_values, distance_loss
 
 from trl_accel import keys
 
@@ -124,13 +124,11 @@ class FirstCriticTD3Loss(SequenceCritics, TD3Loss):
         return loss, {"state_action_value_actor": value.detach()}
 
     @property
+    @_cache_values
     def _cached_first_detached_qvalue_params(self) -> TensorDictBase:
-        """The first critic's parameters, detached ([1, ...]); cached as TorchRL caches its detached parameters
-        (the cache is erased when the loss moves)."""
-        cache = self.__dict__.setdefault("_cache", {})
-        if "first_detached_qvalue_params" not in cache:
-            cache["first_detached_qvalue_params"] = self.qvalue_network_params[:1].detach()
-        return cache["first_detached_qvalue_params"]
+        """The first critic's parameters, detached ([1, ...]), in TorchRL's cache of detached parameters (erased
+        when the loss moves)."""
+        return self.qvalue_network_params[:1].detach()
 
 
 class SequenceTD3Loss(FirstCriticTD3Loss):

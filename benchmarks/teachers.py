@@ -23,20 +23,14 @@ runs only.
 from __future__ import annotations
 
 import argparse
-import csv
-import json
-import os
-import subprocess
-import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+from lanes import ROOT, overrides_for, run_grid, run_recipe, unknown_owners, write_csv
 
-ROOT = Path(__file__).resolve().parents[1]
 TEACHERS = {
     "privileged": ["accelerator=mlp", "accelerator.privileged=true"],
     "lstm": ["accelerator=lstm"],
@@ -50,37 +44,12 @@ def run_dir(out: Path, teacher: str, context_len: int, seed: int) -> Path:
     return out / f"{teacher}_K{context_len}_seed{seed}"
 
 
-def overrides_for(teacher: str, overrides: list[str]) -> list[str]:
-    """The overrides of every run, and those marked ``<teacher>:`` for this teacher's (unmarked)."""
-    mine = []
-    for override in overrides:
-        owner, marked, rest = override.partition(":")
-        if not marked or "=" in owner:  # a plain override (a value may hold a colon)
-            mine.append(override)
-        elif owner == teacher:
-            mine.append(rest)
-    return mine
-
-
 def run(teacher: str, context_len: int, seed: int, args: argparse.Namespace, core: int | None) -> dict:
     """One stage-one run (or its summary, if it already finished)."""
-    directory = run_dir(args.out, teacher, context_len, seed)
-    summary_path = directory / "summary.json"
-    if summary_path.is_file():
-        return json.loads(summary_path.read_text())
-    command = [sys.executable, "recipes/td3_accelerate.py", f"env={args.env}", *TEACHERS[teacher],
-               f"transformer.context_len={context_len}", f"seed={seed}", "stage2.steps=0", "quiet=true",
-               "checkpoint.every=0", *overrides_for(teacher, args.overrides), f"hydra.run.dir={directory}",
-               "overwrite=true"]
-    env = dict(os.environ)
-    if core is not None:
-        command = ["taskset", "-c", str(core), *command]
-        env["OMP_NUM_THREADS"] = "1"
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False, env=env)
-    if result.returncode != 0:
-        raise SystemExit(f"error: {teacher} K={context_len} seed {seed} failed (exit {result.returncode}): "
-                         f"{result.stderr.strip()[-500:]}")
-    return json.loads(summary_path.read_text())
+    overrides = [f"env={args.env}", *TEACHERS[teacher], f"transformer.context_len={context_len}", f"seed={seed}",
+                 "stage2.steps=0", "checkpoint.every=0", *overrides_for(teacher, args.overrides)]
+    return run_recipe("td3_accelerate.py", overrides, run_dir(args.out, teacher, context_len, seed), core,
+                      f"{teacher} K={context_len} seed {seed}")
 
 
 def curve(summary: dict) -> list[dict]:
@@ -135,20 +104,11 @@ def main() -> None:
     args = parser.parse_args()
     if any(k < 1 for k in args.contexts):
         parser.error(f"--contexts must be >= 1, got {args.contexts}")
-    for override in args.overrides:
-        owner, marked, _ = override.partition(":")
-        if marked and "=" not in owner and owner not in TEACHERS:
-            parser.error(f"unknown teacher '{owner}' in override '{override}'; choose among {list(TEACHERS)}")
+    for override in unknown_owners(args.overrides, list(TEACHERS)):
+        parser.error(f"unknown teacher in override '{override}'; choose among {list(TEACHERS)}")
     args.out.mkdir(parents=True, exist_ok=True)
     grid = [(t, k, s) for t in args.teachers for k in args.contexts for s in args.seeds]
-    if args.jobs == 1:
-        summaries = [run(*cell, args, None) for cell in grid]
-    else:
-        with ThreadPoolExecutor(max_workers=2) as pool:  # a thread per core; the runs are processes
-            lanes = [pool.submit(lambda cells, core: [run(*c, args, core) for c in cells], grid[lane::2], lane)
-                     for lane in range(2)]
-            by_cell = dict(zip(grid[0::2], lanes[0].result())) | dict(zip(grid[1::2], lanes[1].result()))
-        summaries = [by_cell[cell] for cell in grid]
+    summaries = run_grid(grid, lambda cell, core: run(*cell, args, core), args.jobs)
 
     rows = []
     for (teacher, context_len, seed), summary in zip(grid, summaries, strict=True):
@@ -162,10 +122,7 @@ def main() -> None:
               f"seconds_to_target={f'{seconds:.0f}' if seconds is not None else 'never'} "
               f"switch_accelerator={switch['accelerator_return']:.1f} "
               f"switch_transformer={switch['transformer_return']:.1f}", flush=True)
-    with (args.out / "curves.csv").open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=FIELDS)
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(args.out / "curves.csv", FIELDS, rows)
     plot(rows, args.teachers, args.out / "curves.png")
     print(f"written to {args.out}: curves.csv, curves.png (target {args.target})")
 

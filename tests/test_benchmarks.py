@@ -282,3 +282,29 @@ def test_teacher_comparison_writes_per_seed_curves_and_resumes(tmp_path):
     assert rows[0] == "teacher,context_len,seed,env_steps,wall_time_s,accelerator_return,transformer_return"
     assert len(rows) == 1 + 4 * 2 and (tmp_path / "curves.png").is_file()
     assert run_script(*args) == stdout  # finished runs are read back, not rerun
+
+
+def test_pomdp_curves_write_per_seed_curves_for_each_view_and_read_finished_runs_back(tmp_path):
+    small = ["device=cpu", "env.max_episode_steps=50", "algo.batch_size=64", "accelerator.hidden_sizes=[16]",
+             "lstm:accelerator.hidden_size=16", "lstm:accelerator.seq_len=4", "lstm:accelerator.burn_in=1",
+             "lstm:accelerator.batch_size=16"]
+    args = ["benchmarks/pomdp_curves.py", "--accelerators", "lstm", "mlp", "--seeds", "0", "--steps", "300",
+            "--random-steps", "200", "--eval-every", "100", "--eval-episodes", "2", "--checkpoint-every", "100",
+            "--jobs", "2", "--out", str(tmp_path), "--", *small]
+    stdout = run_script(*args)
+    lines = [line.split() for line in stdout.splitlines() if " seed=" in line]
+    assert [line[:3] for line in lines] == [["lstm", "positions_only", "seed=0"], ["lstm", "velocities_only", "seed=0"],
+                                            ["mlp", "positions_only", "seed=0"], ["mlp", "velocities_only", "seed=0"]]
+    for line in lines:
+        fields = dict(field.split("=") for field in line[3:])
+        assert all(np.isfinite(float(fields[key])) for key in ("random", "final", "best", "last_eval", "steps_per_s"))
+    summary = json.loads((tmp_path / "lstm_velocities_only_seed0" / "summary.json").read_text())
+    assert (summary["accelerator"], summary["pomdp"], summary["env_steps"]) == ("lstm", "velocities_only", 300)
+    rows = (tmp_path / "curves.csv").read_text().splitlines()
+    assert rows[0] == "accelerator,view,seed,env_steps,wall_time_s,return"
+    assert [row.split(",")[3] for row in rows[1:4]] == ["100", "200", "300"] and len(rows) == 1 + 4 * 3
+    assert (tmp_path / "curves.png").is_file()
+    assert run_script(*args) == stdout  # finished runs are read back, not rerun
+    bad = subprocess.run([sys.executable, "benchmarks/pomdp_curves.py", "--steps", "100", "--random-steps", "100"],
+                         cwd=ROOT, capture_output=True, text=True, env=ENV, check=False)
+    assert bad.returncode == 2 and "--random-steps must be in [0, --steps)" in bad.stderr

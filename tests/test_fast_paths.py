@@ -8,10 +8,16 @@ import torch
 from tensordict import TensorDict
 from tensordict.nn import TensorDictModule
 from torchrl.data import Bounded
-from torchrl.objectives import SoftUpdate, TD3Loss
+from torchrl.modules import MLP
+from torchrl.objectives import SACLoss, SoftUpdate, TD3Loss
 
 from trl_accel.modules import make_mlp_actor, make_twin_q_critics
-from trl_accel.objectives import FirstCriticTD3Loss
+from trl_accel.objectives import (
+    FirstCriticTD3Loss,
+    StackedCriticsSACLoss,
+    StackedMLPCritics,
+)
+from trl_accel.objectives.stacked_critics import is_plain_mlp_critic
 from trl_accel.stages.actor_critic import ForeachSoftUpdate
 
 
@@ -77,3 +83,63 @@ def test_first_critic_actor_loss_is_torchrl_s_with_the_second_critic_left_out():
         for loss in losses:
             loss.qvalue_network_params[1].apply_(lambda p: p.add_(1.0))
     torch.testing.assert_close(losses[1].actor_loss(batch.clone())[0], losses[0].actor_loss(batch.clone())[0])
+
+
+def _transitions(batch: int, obs_dim: int, action_dim: int) -> TensorDict:
+    done = torch.zeros(batch, 1, dtype=torch.bool)
+    terminated = torch.rand(batch, 1) < 0.2
+    return TensorDict(observation=torch.randn(batch, obs_dim), action=torch.rand(batch, action_dim) * 2 - 1,
+                      next=TensorDict(observation=torch.randn(batch, obs_dim), reward=torch.randn(batch, 1),
+                                      done=done | terminated, terminated=terminated, batch_size=[batch]),
+                      batch_size=[batch])
+
+
+def _losses_and_grads(loss, batch: TensorDict, seed: int) -> tuple[dict, dict]:
+    """Each loss term of ``loss`` on ``batch`` (the RNG seeded), and the gradients of their sum."""
+    torch.manual_seed(seed)
+    if isinstance(loss, TD3Loss):
+        terms = {"loss_qvalue": loss.value_loss(batch.clone())[0], "loss_actor": loss.actor_loss(batch.clone())[0]}
+    else:
+        out = loss(batch.clone())
+        terms = {name: out[name] for name in ("loss_qvalue", "loss_actor", "loss_alpha")}
+    sum(terms.values()).backward()
+    grads = {name: p.grad.clone() for name, p in loss.named_parameters() if p.grad is not None}
+    return {name: value.detach() for name, value in terms.items()}, grads
+
+
+def test_stacked_mlp_critics_give_torchrl_s_td3_and_sac_losses_and_gradients():
+    spec = Bounded(-1.0, 1.0, shape=(2,))
+    batch = _transitions(32, 3, 2)
+    for theirs_class, ours_class, stochastic in ((TD3Loss, FirstCriticTD3Loss, False),
+                                                 (SACLoss, StackedCriticsSACLoss, True)):
+        torch.manual_seed(0)
+        actor = make_mlp_actor(3, spec, hidden_sizes=(8,), stochastic=stochastic)
+        critics = make_twin_q_critics(3, 2, hidden_sizes=(16, 8))
+        losses = [cls(copy.deepcopy(actor), [copy.deepcopy(c) for c in critics], action_spec=spec, num_qvalue_nets=2)
+                  for cls in (theirs_class, ours_class)]
+        losses[1].load_state_dict(losses[0].state_dict())
+        assert isinstance(losses[1]._stacked_critics, StackedMLPCritics)
+        (their_terms, their_grads), (our_terms, our_grads) = (_losses_and_grads(loss, batch, seed=1) for loss in losses)
+        assert our_terms.keys() == their_terms.keys()
+        for name, value in our_terms.items():
+            torch.testing.assert_close(value, their_terms[name], rtol=1e-6, atol=1e-6)
+        assert our_grads.keys() == their_grads.keys() and any("qvalue" in name for name in our_grads)
+        for name, grad in our_grads.items():  # the same products, summed in another order: equal to the last place
+            torch.testing.assert_close(grad, their_grads[name], rtol=1e-5, atol=1e-6)
+
+
+def test_only_plain_mlp_critics_leave_torchrl_s_vmap():
+    spec = Bounded(-1.0, 1.0, shape=(2,))
+    actor = make_mlp_actor(3, spec, hidden_sizes=(8,))
+    plain = make_twin_q_critics(3, 2, hidden_sizes=(8,))
+    assert is_plain_mlp_critic(plain[0])
+    assert isinstance(FirstCriticTD3Loss(actor, plain, action_spec=spec, num_qvalue_nets=2)._vmap_qvalue_network00,
+                      StackedMLPCritics)
+    with_dropout = [TensorDictModule(MLP(in_features=5, out_features=1, num_cells=[8], dropout=0.1),
+                                     in_keys=["observation", "action"], out_keys=["state_action_value"])
+                    for _ in range(2)]
+    assert not is_plain_mlp_critic(with_dropout[0])
+    loss = FirstCriticTD3Loss(actor, with_dropout, action_spec=spec, num_qvalue_nets=2)
+    assert loss._stacked_critics is None and not isinstance(loss._vmap_qvalue_network00, StackedMLPCritics)
+    looped = FirstCriticTD3Loss(actor, plain, action_spec=spec, num_qvalue_nets=2, deactivate_vmap=True)
+    assert looped._stacked_critics is None  # the loop over critics that was asked for is kept

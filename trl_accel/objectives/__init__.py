@@ -8,6 +8,11 @@ from trl_accel.objectives.sequences import (
     extended_sequence,
     make_actor_critic_loss,
 )
+from trl_accel.objectives.stacked_critics import (
+    StackedCriticsLoss,
+    StackedCriticsSACLoss,
+    StackedMLPCritics,
+)
 
-__all__ = ["BehaviourCloningLoss", "FirstCriticTD3Loss", "SequenceSACLoss", "SequenceTD3Loss", "extended_sequence",
-           "make_actor_critic_loss"]
+__all__ = ["BehaviourCloningLoss", "FirstCriticTD3Loss", "SequenceSACLoss", "SequenceTD3Loss", "StackedCriticsLoss",
+           "StackedCriticsSACLoss", "StackedMLPCritics", "extended_sequence", "make_actor_critic_loss"]

@@ -30,6 +30,7 @@ from torchrl.objectives.sac import compute_rsample_log_prob
 from torchrl.objectives.utils import _cache_values, distance_loss
 
 from trl_accel import keys
+from trl_accel.objectives.stacked_critics import StackedCriticsLoss
 
 
 def extended_sequence(sequences: TensorDictBase, in_keys: Iterable[NestedKey]) -> TensorDictBase:
@@ -99,7 +100,7 @@ def make_actor_critic_loss(loss_class: type, actor, critics: list, **kwargs):
     return loss
 
 
-class FirstCriticTD3Loss(SequenceCritics, TD3Loss):
+class FirstCriticTD3Loss(StackedCriticsLoss, SequenceCritics, TD3Loss):
     """``TD3Loss`` whose actor loss runs only the first critic, the one it reads.
 
     TorchRL's ``actor_loss`` evaluates both critics on the actor's action (one ``vmap`` over the stacked
@@ -107,6 +108,7 @@ class FirstCriticTD3Loss(SequenceCritics, TD3Loss):
     Here the first critic runs alone, with its parameters detached (as TorchRL's), on ``[B]`` transitions or
     ``[B, T]`` sequences; the loss is the same, ``-mean Q_θ1(s, μ_φ(s))`` (TorchRL's ``_reduce_loss``, the
     ``loss_mask`` included). ``value_loss`` is TorchRL's. An upstream-style fix: TorchRL 0.14.1 has no switch for it.
+    Plain MLP critics run as batched matrix products (:class:`~trl_accel.objectives.stacked_critics.StackedCriticsLoss`).
 
     In: the actor's and the critics' in-keys (``observation`` [*B, obs_dim], ...). Out: ``actor_loss`` returns
     ``(loss, {"state_action_value_actor": Q_θ1 [*B]})``.

@@ -7,10 +7,14 @@ import torch
 from tensordict import TensorDictBase
 from tensordict.nn import TensorDictModule
 from torchrl.data import TensorSpec
-from torchrl.objectives import SACLoss
 
 from trl_accel.objectives.sequences import SequenceSACLoss, make_actor_critic_loss
-from trl_accel.stages.actor_critic import needs_loop_over_critics, prepare_actor_critic, weighted_chunks
+from trl_accel.objectives.stacked_critics import StackedCriticsSACLoss
+from trl_accel.stages.actor_critic import (
+    needs_loop_over_critics,
+    prepare_actor_critic,
+    weighted_chunks,
+)
 
 
 @dataclass
@@ -72,7 +76,7 @@ class SACLearner:
         self.settings = settings
         sequences = needs_loop_over_critics(critics)
         self.loss = make_actor_critic_loss(
-            SequenceSACLoss if sequences else SACLoss, actor, critics, loss_function="l2", action_spec=action_spec,
+            SequenceSACLoss if sequences else StackedCriticsSACLoss, actor, critics, loss_function="l2", action_spec=action_spec,
             alpha_init=settings.alpha_init, target_entropy=settings.target_entropy, deactivate_vmap=sequences)
         self.target_updater, self.critic_optimizer, self.actor_optimizer = prepare_actor_critic(
             self.loss, settings.gamma, settings.tau, settings.lr)

@@ -156,16 +156,13 @@ def test_whole_episode_sequences_are_as_long_as_the_episode_limit():
     assert (sequences["loss_mask"].sum(-1) <= EPISODE).all()
 
 
-def test_a_recurrent_teacher_relabels_from_its_rebuilt_memory():
-    """With its history in T, the LSTM teacher's label is the action it takes when run over the episode so far with
-    its current weights, not with the (stale) recurrent state stored when the weights were older."""
+def lstm_teacher_rollout(steps: int):
+    """A small LSTM teacher (observation, previous action and reward) and its deterministic rollout of ``steps``
+    steps on the velocity-masked Pendulum (episodes of 30 steps); with the action spec."""
     from torchrl.data import Bounded
     from torchrl.envs import set_exploration_type
 
-    from trl_accel.modules import make_transformer_actor
     from trl_accel.modules.recurrent import make_recurrent_actor
-    from trl_accel.stages import BehaviourCloner
-    from trl_accel.stages.acceleration import bc_pairs, make_trajectory_buffer
 
     torch.manual_seed(0)
     spec = Bounded(-2.0, 2.0, shape=(1,))
@@ -175,7 +172,17 @@ def test_a_recurrent_teacher_relabels_from_its_rebuilt_memory():
     env.append_transform(PreviousActionReward())
     env.append_transform(recurrent_state_primer(teacher))
     with torch.no_grad(), set_exploration_type(ExplorationType.DETERMINISTIC):
-        rollout = env.rollout(50, teacher, break_when_any_done=False)  # two episodes, the second cut at 20 steps
+        return teacher, env.rollout(steps, teacher, break_when_any_done=False), spec
+
+
+def test_a_recurrent_teacher_relabels_from_its_rebuilt_memory():
+    """With its history in T, the LSTM teacher's label is the action it takes when run over the episode so far with
+    its current weights, not with the (stale) recurrent state stored when the weights were older."""
+    from trl_accel.modules import make_transformer_actor
+    from trl_accel.stages import BehaviourCloner
+    from trl_accel.stages.acceleration import bc_pairs, make_trajectory_buffer
+
+    teacher, rollout, spec = lstm_teacher_rollout(50)  # two episodes, the second cut at 20 steps
     sources = ("observation", "prev_action", "prev_reward")
     buffer = make_trajectory_buffer(50, 50, context_len=3, teacher_len=30, teacher_sources=sources)
     keys_needed = tuple(key for key in teacher.in_keys if isinstance(key, str))
@@ -190,3 +197,32 @@ def test_a_recurrent_teacher_relabels_from_its_rebuilt_memory():
     order = torch.argsort(pairs[("window", "step")])
     torch.testing.assert_close(labelled["target_action"][order], expected["action"][0], atol=1e-5, rtol=0)
     assert not torch.allclose(expected["action"][0], rollout["action"], atol=1e-3), "the weights did move"
+
+
+def test_a_recurrent_teacher_labels_each_pair_once_per_round():
+    """The teacher's weights do not move during a BC round, so its rebuilt-memory labels are computed in the first
+    epoch only; the later epochs train on the same labelled pairs, reshuffled into batches of the same size."""
+    from trl_accel.modules import make_transformer_actor
+    from trl_accel.stages import BehaviourCloner
+    from trl_accel.stages.acceleration import bc_pairs, make_trajectory_buffer
+
+    teacher, rollout, spec = lstm_teacher_rollout(48)
+    buffer = make_trajectory_buffer(48, 16, context_len=3, teacher_len=30,
+                                    teacher_sources=("observation", "prev_action", "prev_reward"))
+    buffer.extend(bc_pairs(rollout, tuple(key for key in teacher.in_keys if isinstance(key, str)),
+                           windows_from_storage=True))
+    cloner = BehaviourCloner(make_transformer_actor(2, spec, context_len=3, d_model=8, d_ff=16), teacher, epochs=3)
+    labelled_batches, fitted = [], []
+    label, fit = cloner.label, cloner.fit
+    cloner.label = lambda pairs: labelled_batches.append(label(pairs)) or labelled_batches[-1]
+    cloner.fit = lambda pairs: fitted.append(pairs) or fit(pairs)
+    cloner.train_on(buffer)
+    assert len(labelled_batches) == 3 and len(fitted) == 9 and cloner.num_updates == 9
+    assert [batch.batch_size[0] for batch in fitted] == [16] * 9
+    first_labels = {int(step): action for batch in labelled_batches
+                    for step, action in zip(batch[("window", "step")], batch["target_action"], strict=True)}
+    for batch in fitted[3:]:
+        assert "teacher" not in batch.keys()
+        for step, action in zip(batch[("window", "step")], batch["target_action"], strict=True):
+            torch.testing.assert_close(action, first_labels[int(step)], rtol=0, atol=0)
+    assert sorted(int(step) for batch in fitted[6:] for step in batch[("window", "step")]) == sorted(first_labels)

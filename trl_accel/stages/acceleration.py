@@ -84,6 +84,19 @@ def add_state_noise(pairs: TensorDictBase, sigma: float) -> TensorDictBase:
     return pairs.set(keys.OBSERVATION_WINDOW, noisy).set(keys.OBSERVATION, noisy[..., -1, :])
 
 
+def reshuffled(batches: list[TensorDictBase], *, generator: torch.Generator | None = None) -> list[TensorDictBase]:
+    """``batches`` of pairs ([B_i] each) joined and cut again, in a new random order, into batches of the first
+    one's size: another epoch over the same pairs.
+
+    >>> from tensordict import TensorDict
+    >>> [part.batch_size[0] for part in reshuffled([TensorDict(x=torch.zeros(4), batch_size=[4])] * 2)]
+    [4, 4]
+    """
+    pairs = torch.cat(batches)
+    order = torch.randperm(pairs.batch_size[0], generator=generator).to(pairs.device)
+    return list(pairs[order].split(batches[0].batch_size[0]))
+
+
 #: Outputs of an actor that are not its action: the parameters of its action distribution.
 DISTRIBUTION_PARAMETERS = (keys.PARAM, keys.LOC, keys.SCALE, keys.ACTION_LOG_PROB)
 
@@ -158,7 +171,11 @@ class BehaviourCloner:
 
     def step(self, pairs: TensorDictBase) -> TensorDictBase:
         """One gradient step; returns the detached loss terms (``loss_bc``, ``loss_ascent`` when on, ``loss``)."""
-        losses = self.loss(self.label(pairs))
+        return self.fit(self.label(pairs))
+
+    def fit(self, labelled: TensorDictBase) -> TensorDictBase:
+        """One gradient step on pairs that hold their ``target_action`` already (see :meth:`label`)."""
+        losses = self.loss(labelled)
         self.optimizer.zero_grad(set_to_none=True)
         losses.get("loss").backward()
         self.optimizer.step()
@@ -166,12 +183,30 @@ class BehaviourCloner:
         self.num_updates += 1
         return losses.detach()
 
+    def labels_last_the_round(self) -> bool:
+        """Whether a round's labels can be computed once and reused by its later epochs: the teacher's weights do
+        not change within a round, so its deterministic labels do not either, unless state noise draws new inputs."""
+        return self.target == "accelerator" and self.state_noise == 0
+
     def train_on(self, trajectory_buffer: ReplayBuffer | WindowedTrajectoryBuffer) -> dict[str, float]:
         """``epochs`` passes over T, then T is emptied. Returns the mean of each loss term over the round,
-        and ``loss_bc_first_epoch`` / ``loss_bc_last_epoch`` (how far the round brought the fit)."""
-        epochs = []
-        for _ in range(self.epochs):
-            losses = [self.step(pairs) for pairs in trajectory_buffer]
+        and ``loss_bc_first_epoch`` / ``loss_bc_last_epoch`` (how far the round brought the fit).
+
+        A recurrent teacher that rebuilds its memory over each pair's history (the costly label: a pass of the
+        teacher over ``teacher_len`` steps per pair) labels each pair once per round, in the first epoch; the later
+        epochs reshuffle those labelled pairs (without the teacher's history) into batches of the same size."""
+        epochs, labelled_round = [], []
+        for epoch in range(self.epochs):
+            if epoch == 0 or not labelled_round:
+                losses = []
+                for pairs in trajectory_buffer:
+                    labelled = self.label(pairs)
+                    if self.labels_last_the_round() and TEACHER in labelled.keys():
+                        labelled_round.append(labelled.exclude(TEACHER))
+                    losses.append(self.fit(labelled))
+            else:
+                generator = getattr(trajectory_buffer, "generator", None)
+                losses = [self.fit(pairs) for pairs in reshuffled(labelled_round, generator=generator)]
             if losses:
                 epochs.append(torch.stack(losses))
         trajectory_buffer.empty()

@@ -11,6 +11,9 @@ from torchrl.data import Bounded
 from torchrl.modules import MLP
 from torchrl.objectives import SACLoss, SoftUpdate, TD3Loss
 
+from trl_accel.config import validate_config
+from trl_accel.experiment import Agents, build_env
+from trl_accel.loop import local_collector
 from trl_accel.modules import make_mlp_actor, make_twin_q_critics
 from trl_accel.objectives import (
     FirstCriticTD3Loss,
@@ -148,10 +151,6 @@ def test_only_plain_mlp_critics_leave_torchrl_s_vmap():
 def test_the_accelerator_alone_acts_in_an_env_without_the_transformers_window(tiny_config):
     # mode=accelerator_only: nothing builds the transformer's window or KV-cache primer (0.17 ms of a 1.0 ms env step
     # on HalfCheetah); what the accelerator sees, does and is rewarded is the same step for step.
-    from trl_accel.config import validate_config
-    from trl_accel.experiment import Agents, build_env
-    from trl_accel.loop import local_collector
-
     def collected(*overrides: str) -> tuple[TensorDict, set]:
         cfg = validate_config(tiny_config("env=pendulum", *overrides))
         env = build_env(cfg, torch.device("cpu"), seed=5)
@@ -165,6 +164,7 @@ def test_the_accelerator_alone_acts_in_an_env_without_the_transformers_window(ti
     for rollout in (["transformer.rollout=window"], ["transformer.rollout=cache", "transformer.positions=rotary"]):
         full, full_keys = collected(*rollout)
         alone, alone_keys = collected(*rollout, "mode=accelerator_only")
+        assert collected(*rollout, "mode=mlp_td3")[1] == alone_keys  # the mode's alias
         assert full_keys - alone_keys, f"the accelerate mode's env ({rollout}) should carry the transformer's inputs"
         assert not {key for key in alone_keys if "window" in str(key) or "cache" in str(key)}, alone_keys
         for key in ("observation", "action", ("next", "reward"), ("next", "observation"), ("next", "done")):

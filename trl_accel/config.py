@@ -131,10 +131,17 @@ def _check_transformer(t: DictConfig) -> None:
         _require(t.context_len >= 2, f"transformer.rollout=cache needs transformer.context_len >= 2, got {t.context_len}.")
 
 
+def transformer_acts(cfg: DictConfig) -> bool:
+    """Whether the transformer acts in the envs at all: not with ``mode=accelerator_only`` (the baseline, or its
+    alias ``mlp_td3``)."""
+    return canonical_mode(cfg.mode) != "accelerator_only"
+
+
 def env_window(cfg: DictConfig) -> int | None:
-    """The window the env builds for the transformer to act on: :func:`transformer_window`, or ``None`` with
-    KV-cache rollouts (``transformer.rollout=cache``), where nothing acts on a window."""
-    return None if cfg.transformer.rollout == "cache" else transformer_window(cfg)
+    """The window the env builds for the transformer to act on: :func:`transformer_window`, or ``None`` where
+    nothing acts on a window: with KV-cache rollouts (``transformer.rollout=cache``), or when the transformer
+    never acts (:func:`transformer_acts`)."""
+    return None if cfg.transformer.rollout == "cache" or not transformer_acts(cfg) else transformer_window(cfg)
 
 
 def transformer_window(cfg: DictConfig) -> int:

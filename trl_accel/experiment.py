@@ -38,6 +38,7 @@ from trl_accel.config import (
     episode_steps,
     resolve_device,
     sequence_length,
+    transformer_acts,
     transformer_window,
     validate_config,
 )
@@ -151,15 +152,14 @@ class Agents:
         network = {key: value for key, value in cfg.transformer.items() if key != "rollout"}
         self.extra_tokens = [name for name in cfg.transformer.tokens if name != keys.OBSERVATION]
         self.previous = self.previous or bool(self.extra_tokens)
-        # with mode=accelerator_only the transformer never acts: the envs build nothing for it
-        self.transformer_acts = cfg.mode != "accelerator_only"
+        self.transformer_acts = transformer_acts(cfg)
         self.window = env_window(cfg)
         self.transformer = make_transformer_actor(obs_dim, action_spec, **network, stochastic=stochastic,
                                                   passthrough_keys=critic_inputs, frame_encoder=frame_encoder)
         self.accelerator.to(device)
         self.transformer.to(device)
         # what acts in the envs: the window actor itself, or its KV-cache twin (same parameters)
-        self.cached = self.window is None
+        self.cached = cfg.transformer.rollout == "cache"
         self.transformer_policy = cached_transformer_actor(self.transformer) if self.cached else self.transformer
         self.critics = [critic.to(device) for critic in self.critics]
 
@@ -168,7 +168,7 @@ class Agents:
         reward when it reads them, and the transformer's KV-cache primer when it rolls out with one."""
         token_windows = ([transform for name in self.extra_tokens
                           for transform in frame_window(name, TOKEN_WINDOWS[name], self.window, frame_dims=1)]
-                         if self.window is not None and self.transformer_acts else [])
+                         if self.window is not None else [])
         return ([PreviousActionReward(), *token_windows] if self.previous else []) + (
             [recurrent_state_primer(self.accelerator)] if self.recurrent else []) + (
             [kv_cache_primer(self.transformer)] if self.cached and self.transformer_acts else [])
@@ -184,9 +184,9 @@ def build_env(cfg: DictConfig, device: torch.device, seed: int | None = None, nu
     """The task of ``cfg.env`` with the window transforms: a gymnasium task (``num_envs`` copies, 1 by
     default), or a ManiSkill task (``num_envs`` parallel envs, ``env.num_envs`` by default). With KV-cache
     rollouts (``transformer.rollout=cache``), or with ``mode=accelerator_only`` (the transformer never acts), nothing
-    acts on a window, and the env builds none."""
+    acts on a window, and the env builds none (:func:`~trl_accel.config.env_window`)."""
     e = cfg.env
-    window = env_window(cfg) if cfg.mode != "accelerator_only" else None  # nothing acts on a window then
+    window = env_window(cfg)
     if is_maniskill_config(e):
         env = make_maniskill_training_env(e.name, num_envs or e.num_envs, window, e.obs_mode,
                                           sim_backend=e.sim_backend, control_mode=e.control_mode, device=device,

@@ -14,6 +14,12 @@ replay buffer.
 transformer for ``plain_transformer``).
 
     .venv/bin/python benchmarks/throughput.py --algo sac --env halfcheetah --random-steps 1000 --steps 3000 --reps 3
+
+``--num-envs N`` runs the recipe's variants on ``env.num_envs=N`` copies in one gymnasium vector env (one TorchRL
+step, one policy call for all N; the same updates per env step, ``frames_per_batch`` 50 steps per batch as before);
+the plain loops stay on one env, as they are written.
+
+    .venv/bin/python benchmarks/throughput.py --env halfcheetah --random-steps 1000 --steps 3000 --reps 2 --num-envs 5
 """
 from __future__ import annotations
 
@@ -45,9 +51,12 @@ STAGE_TWO_BUFFER = 20_000
 COMMON = ["device=cpu", "quiet=true", "eval.every=0", "eval.episodes=1", "checkpoint.every=0", "logger.backend=none"]
 
 
-def recipe_variant(algo: str, env: str, random_steps: int, steps: int, out: Path, name: str) -> tuple[list[str], str]:
-    """The recipe's command for one variant and the stage whose throughput it measures."""
-    base = [*recipe(algo), f"env={env}", *COMMON, f"stage1.random_steps={random_steps}", f"hydra.run.dir={out / name}"]
+def recipe_variant(algo: str, env: str, random_steps: int, steps: int, out: Path, name: str,
+                   num_envs: int = 1) -> tuple[list[str], str]:
+    """The recipe's command for one variant (on ``num_envs`` vectorised env copies) and the stage whose throughput
+    it measures."""
+    base = [*recipe(algo), f"env={env}", *COMMON, f"stage1.random_steps={random_steps}", f"hydra.run.dir={out / name}",
+            f"env.num_envs={num_envs}"]
     if name.startswith("mlp_"):
         return [*base, "mode=accelerator_only", f"stage1.steps={steps}", "stage2.steps=0"], "accelerator_only"
     if name == "stage1":  # T as large as the schedule allows (Table 1: 2000), so that BC rounds are timed
@@ -78,7 +87,7 @@ def run_variant(name: str, args: argparse.Namespace, out: Path) -> dict:
         subprocess.run(plain_command(name, args, result), check=True, capture_output=True, text=True)
         report = json.loads(result.read_text())
         return {"steps_per_s": report["learning_steps_per_s"], "peak_rss_mib": report["peak_rss_mib"]}
-    command, stage = recipe_variant(args.algo, args.env, args.random_steps, args.steps, out, name)
+    command, stage = recipe_variant(args.algo, args.env, args.random_steps, args.steps, out, name, args.num_envs)
     subprocess.run(command, check=True, capture_output=True, text=True)
     summary = json.loads((out / name / "summary.json").read_text())
     return {"steps_per_s": summary["learning_steps_per_s"][stage], "peak_rss_mib": summary["peak_rss_mib"]}
@@ -98,8 +107,9 @@ def summarise(runs: dict[str, list[dict]], algo: str = "td3") -> dict[str, dict]
 
 def print_table(table: dict[str, dict], args: argparse.Namespace) -> None:
     """One row per variant, ``<variant> <steps/s> <ratio>``, then the ratio's spread, its reference and peak RSS."""
-    print(f"\n{args.algo.upper()}, {args.gym_id}, {args.steps} learning steps after {args.random_steps} random, {args.reps} reps (CPU); "
-          "ratio = steps/s / its plain reference's, rep by rep, median")
+    copies = f", the recipe on {args.num_envs} vectorised env copies" if args.num_envs > 1 else ""
+    print(f"\n{args.algo.upper()}, {args.gym_id}{copies}, {args.steps} learning steps after {args.random_steps} random, "
+          f"{args.reps} reps (CPU); ratio = steps/s / its plain reference's, rep by rep, median")
     for name, row in table.items():
         print(f"{name} {row['steps_per_s_median']:.1f} {row['ratio_median']:.2f}   "
               f"(min-max {row['ratio_min']:.2f}-{row['ratio_max']:.2f}, x {row['reference']}, "
@@ -115,9 +125,13 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--variants", nargs="+", default=None,
                         help="what to run (each one's plain reference is added); default: all of --algo's")
+    parser.add_argument("--num-envs", type=int, default=1,
+                        help="env copies the recipe's variants step together (env.num_envs); the plain loops use one")
     parser.add_argument("--out", type=Path, default=None,
                         help="the results' JSON (default: benchmarks/results/throughput[_sac].json)")
     args = parser.parse_args()
+    if args.num_envs < 1 or 50 % args.num_envs:
+        parser.error(f"--num-envs must divide the recipe's frames_per_batch (50), got {args.num_envs}")
     if args.out is None:
         suffix = "" if args.algo == "td3" else f"_{args.algo}"
         args.out = ROOT / "benchmarks" / "results" / f"throughput{suffix}.json"
@@ -141,7 +155,7 @@ def main() -> None:
     print_table(table, args)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"algo": args.algo, "env": args.gym_id, "random_steps": args.random_steps, "steps": args.steps,
-                                    "reps": args.reps, "table": table, "runs": runs}, indent=2))
+                                    "num_envs": args.num_envs, "reps": args.reps, "table": table, "runs": runs}, indent=2))
     print(f"written to {args.out}")
 
 

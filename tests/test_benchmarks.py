@@ -59,6 +59,16 @@ def test_plain_recurrent_td3_reference_runs_and_reports(tmp_path):
     assert report["learning_steps_per_s"] > 0 and len(report["evals"]) >= 1
 
 
+def test_throughput_benchmark_runs_the_recipe_on_vectorised_copies(tmp_path):
+    out = tmp_path / "throughput.json"
+    stdout = run_script("benchmarks/throughput.py", "--env", "pendulum", "--random-steps", "100", "--steps", "100",
+                        "--reps", "1", "--variants", "mlp_td3", "--num-envs", "5", "--out", str(out))
+    written = json.loads(out.read_text())
+    assert written["num_envs"] == 5 and list(written["table"]) == ["plain", "mlp_td3"]
+    assert written["table"]["mlp_td3"]["steps_per_s_median"] > 0
+    assert "on 5 vectorised env copies" in stdout
+
+
 def test_recurrent_throughput_benchmark_prints_a_row_per_variant(tmp_path):
     out = tmp_path / "recurrent_throughput.json"
     stdout = run_script("benchmarks/recurrent_throughput.py", "--cells", "gru", "--random-steps", "100", "--steps", "50",

@@ -90,6 +90,9 @@ def validate_config(cfg: DictConfig) -> DictConfig:
             check_pomdp(cfg.env.name, cfg.env.pomdp)
         except ValueError as err:
             raise ConfigError(str(err)) from err
+        _require(cfg.frames_per_batch % cfg.env.num_envs == 0,
+                 f"frames_per_batch ({cfg.frames_per_batch}) must be a multiple of env.num_envs ({cfg.env.num_envs}): "
+                 f"each collector batch holds the same number of steps from every env copy.")
     resolve_device(str(cfg.device))
     _check_transformer(cfg.transformer)
     _check_accelerator(cfg)
@@ -251,7 +254,7 @@ def _check_collector(cfg: DictConfig) -> None:
     """``collector.*``: batches that split evenly over the workers, the ``ray`` package for ``backend=ray``, and a
     cluster address that answers (checked within seconds, so that a wrong address fails instead of hanging)."""
     c = cfg.collector
-    envs = cfg.env.num_envs if is_maniskill_config(cfg.env) else 1
+    envs = cfg.env.num_envs
     if c.sync:
         _require(cfg.frames_per_batch % (c.workers * envs) == 0,
                  f"frames_per_batch ({cfg.frames_per_batch}) must be a multiple of collector.workers x env.num_envs "

@@ -181,8 +181,9 @@ class Agents:
 
 def build_env(cfg: DictConfig, device: torch.device, seed: int | None = None, num_envs: int | None = None,
               extra_transforms: list = ()) -> EnvBase:
-    """The task of ``cfg.env`` with the window transforms: a gymnasium task (``num_envs`` copies, 1 by
-    default), or a ManiSkill task (``num_envs`` parallel envs, ``env.num_envs`` by default). With KV-cache
+    """The task of ``cfg.env`` with the window transforms: ``num_envs`` copies of a gymnasium task (as many as
+    evaluation runs: a :class:`~torchrl.envs.SerialEnv`; by default the training env, ``env.num_envs`` copies in
+    one gymnasium vector env), or a ManiSkill task (``num_envs`` parallel envs, ``env.num_envs`` by default). With KV-cache
     rollouts (``transformer.rollout=cache``), or with ``mode=accelerator_only`` (the transformer never acts), nothing
     acts on a window, and the env builds none (:func:`~trl_accel.config.env_window`)."""
     e = cfg.env
@@ -193,8 +194,8 @@ def build_env(cfg: DictConfig, device: torch.device, seed: int | None = None, nu
                                           seed=seed, max_episode_steps=e.max_episode_steps, image_size=e.image_size)
     else:
         env = make_env(e.name, window, device, seed=seed, max_episode_steps=e.max_episode_steps,
-                       num_envs=num_envs or 1, pomdp=e.pomdp, keep_state=cfg.accelerator.privileged,
-                       options=OmegaConf.to_container(e.options) if e.options else None)
+                       num_envs=num_envs or e.num_envs, pomdp=e.pomdp, keep_state=cfg.accelerator.privileged,
+                       options=OmegaConf.to_container(e.options) if e.options else None, vectorise=num_envs is None)
     for transform in extra_transforms:
         env.append_transform(transform.clone())
     return env

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import torch
 from torchrl.envs import (
@@ -9,6 +10,7 @@ from torchrl.envs import (
     DoubleToFloat,
     EnvBase,
     GymEnv,
+    GymWrapper,
     InitTracker,
     RenameTransform,
     RewardSum,
@@ -68,8 +70,11 @@ def check_env_available(env_name: str) -> None:
 
 
 def make_base_env(env_name: str, device: torch.device | str = "cpu", seed: int | None = None,
-                  max_episode_steps: int | None = None, pomdp: str | None = None, keep_state: bool = False) -> EnvBase:
-    """A single gymnasium env as a TorchRL env with float32 observations and actions.
+                  max_episode_steps: int | None = None, pomdp: str | None = None, keep_state: bool = False,
+                  num_envs: int = 1) -> EnvBase:
+    """A gymnasium env as a TorchRL env with float32 observations and actions: one env, or with ``num_envs`` > 1
+    gymnasium's ``SyncVectorEnv`` of ``num_envs`` copies stepped in this process (:func:`vector_env`), batch size
+    ``[num_envs]``.
 
     With ``pomdp`` (see :data:`trl_accel.envs.pomdp.POMDP_MODES`) an
     :class:`~trl_accel.envs.pomdp.ObservationMask` follows ``DoubleToFloat``, so ``observation``
@@ -78,7 +83,8 @@ def make_base_env(env_name: str, device: torch.device | str = "cpu", seed: int |
     """
     check_pomdp(env_name, pomdp)
     kwargs = {"max_episode_steps": max_episode_steps} if max_episode_steps else {}
-    env = TransformedEnv(GymEnv(env_name, device=device, **kwargs), DoubleToFloat())
+    base = vector_env(env_name, num_envs, device, **kwargs) if num_envs > 1 else GymEnv(env_name, device=device, **kwargs)
+    env = TransformedEnv(base, DoubleToFloat())
     if keep_state:
         env.append_transform(RenameTransform([keys.OBSERVATION], [keys.STATE], create_copy=True))
     if pomdp is not None:
@@ -86,6 +92,22 @@ def make_base_env(env_name: str, device: torch.device | str = "cpu", seed: int |
     if seed is not None:
         env.set_seed(seed)
     return env
+
+
+def vector_env(env_name: str, num_envs: int, device: torch.device | str = "cpu", **make_kwargs) -> EnvBase:
+    """``num_envs`` copies of ``env_name`` in one gymnasium ``SyncVectorEnv``, wrapped by TorchRL's ``GymWrapper``:
+    one TorchRL step (one policy call, one pass through the transforms) steps every copy, so the per-step cost of
+    the TorchRL env stack is shared by ``num_envs`` env steps. Gymnasium resets a finished copy within the step
+    (``AutoresetMode.SAME_STEP``) and keeps its last observation in ``info``; TorchRL's ``VecGymEnvTransform`` puts
+    that observation back under ``("next", "observation")``, so a finished step bootstraps from where it ended.
+    A copy that finishes alone starts its next episode from gymnasium's reset within the step; when every copy
+    finishes at once (tasks with a fixed episode length), TorchRL resets them all. Seeded with ``s``, copy ``i``
+    starts from seed ``s + i``: its first episode is that of a single env seeded ``s + i`` given the same actions."""
+    import gymnasium as gym
+
+    factory = partial(gym.make, env_name, disable_env_checker=True, **make_kwargs)
+    vector = gym.vector.SyncVectorEnv([factory] * num_envs, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+    return GymWrapper(vector, device=device)
 
 
 def env_transforms(context_len: int | None) -> Compose:
@@ -103,8 +125,11 @@ def env_transforms(context_len: int | None) -> Compose:
 
 def make_env(env_name: str, context_len: int | None, device: torch.device | str = "cpu", seed: int | None = None,
              max_episode_steps: int | None = None, num_envs: int = 1,
-             pomdp: str | None = None, keep_state: bool = False, options: dict | None = None) -> TransformedEnv:
-    """A training or evaluation env: ``num_envs`` copies (a :class:`SerialEnv` when > 1) plus windows.
+             pomdp: str | None = None, keep_state: bool = False, options: dict | None = None,
+             vectorise: bool = False) -> TransformedEnv:
+    """A training or evaluation env: ``num_envs`` copies plus windows; with ``num_envs > 1``, a :class:`SerialEnv`
+    of TorchRL envs (what evaluation uses), or with ``vectorise=True`` one gymnasium vector env (:func:`vector_env`,
+    what training uses: one TorchRL step for all copies).
 
     With ``num_envs > 1`` each copy gets its own seed (``seed``, ``seed + 1``, ...), which is what
     evaluation over several episodes uses. ``pomdp`` masks the observation of every copy before the
@@ -123,10 +148,13 @@ def make_env(env_name: str, context_len: int | None, device: torch.device | str 
     if options:
         raise EnvConfigError(f"env.options are for the tasks {TORCH_TASKS}; '{env_name}' takes none (set env.options=null).")
     check_pomdp(env_name, pomdp)
-    factory: Callable[[], EnvBase] = lambda: make_base_env(
-        env_name, device, None, max_episode_steps, pomdp=pomdp, keep_state=keep_state
+    factory: Callable[[], EnvBase] = lambda copies=1: make_base_env(
+        env_name, device, None, max_episode_steps, pomdp=pomdp, keep_state=keep_state, num_envs=copies
     )
-    base = factory() if num_envs == 1 else SerialEnv(num_envs, factory, device=device)
+    if num_envs == 1 or vectorise:
+        base = factory(num_envs)
+    else:
+        base = SerialEnv(num_envs, factory, device=device)
     env = TransformedEnv(base, env_transforms(context_len), auto_unwrap=True)
     if seed is not None:
         env.set_seed(seed)

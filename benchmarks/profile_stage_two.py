@@ -70,7 +70,7 @@ class StageTwo:
             self.env.append_transform(transform)
         settings = {k: v for k, v in dict(cfg.algo).items() if k != "name" and v is not None}
         self.learner = make_learner("td3", agents.transformer, agents.critics, action_spec, settings=settings)
-        windows = StreamWindows(context_len=cfg.transformer.context_len, num_streams=1,
+        windows = StreamWindows(context_len=cfg.transformer.context_len, num_streams=self.env.batch_size.numel(),
                                 capacity=cfg.stage2.buffer_size, device=device)
         self.replay = make_replay_buffer(cfg.stage2.buffer_size, cfg.algo.batch_size, device, None, windows)
         self.stored = replay_keys(self.learner.loss)

@@ -66,9 +66,19 @@ def test_each_copy_of_the_vector_env_steps_as_a_single_env_until_its_episode_end
         assert done.any(1).eq(done.all(1)).all()
 
 
-def test_frames_per_batch_must_split_over_the_copies(tiny_config):
-    with pytest.raises(ConfigError, match=r"frames_per_batch \(50\) must be a multiple of env.num_envs \(3\)"):
-        run_experiment(tiny_config("env.num_envs=3"), None)
+@pytest.mark.parametrize("overrides, message", [
+    (["env.num_envs=3"], r"frames_per_batch \(50\) must be a multiple of env.num_envs \(3\)"),
+    (["env.num_envs=5", "stage1.bc_data=dagger", "stage1.bc_every=102"],
+     r"stage1.bc_every \(102\) must be a multiple of env.num_envs \(5\) with stage1.bc_data=dagger"),
+])
+def test_batches_must_split_over_the_copies(tiny_config, overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        run_experiment(tiny_config(*overrides), None)
+
+
+def test_rollouts_for_the_trajectory_buffer_run_on_copies_too(tiny_config, tmp_path):
+    summary = run_experiment(tiny_config("env.num_envs=2", "stage1.bc_data=dagger", "stage2.steps=0"), tmp_path)
+    assert summary["bc_env_steps"] == 300
 
 
 @pytest.mark.parametrize("extra", [(), TINY_LSTM], ids=["mlp", "lstm"])

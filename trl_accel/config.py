@@ -82,6 +82,9 @@ def validate_config(cfg: DictConfig) -> DictConfig:
     _require(cfg.mode not in MODE_ALIASES or algorithm == "td3",
              f"mode={cfg.mode} names a TD3 baseline; with SAC use mode={MODE_ALIASES.get(cfg.mode)}.")
     _check_algorithm(cfg.algo)
+    _require(cfg.frames_per_batch % cfg.env.num_envs == 0,
+             f"frames_per_batch ({cfg.frames_per_batch}) must be a multiple of env.num_envs ({cfg.env.num_envs}): "
+             f"each collector batch holds the same number of steps from every env.")
     if is_maniskill_config(cfg.env):
         _check_maniskill(cfg)
     else:
@@ -90,9 +93,6 @@ def validate_config(cfg: DictConfig) -> DictConfig:
             check_pomdp(cfg.env.name, cfg.env.pomdp)
         except ValueError as err:
             raise ConfigError(str(err)) from err
-        _require(cfg.frames_per_batch % cfg.env.num_envs == 0,
-                 f"frames_per_batch ({cfg.frames_per_batch}) must be a multiple of env.num_envs ({cfg.env.num_envs}): "
-                 f"each collector batch holds the same number of steps from every env copy.")
     resolve_device(str(cfg.device))
     _check_transformer(cfg.transformer)
     _check_accelerator(cfg)
@@ -281,9 +281,6 @@ def _check_maniskill(cfg: DictConfig) -> None:
     """ManiSkill tasks: the package and a Vulkan device present, and options this wrapper supports."""
     env = cfg.env
     _require(env.sim_backend is not None, "env.sim_backend must be physx_cpu or physx_cuda for a ManiSkill task.")
-    _require(cfg.frames_per_batch % env.num_envs == 0,
-             f"frames_per_batch ({cfg.frames_per_batch}) must be a multiple of env.num_envs ({env.num_envs}): "
-             f"each collector batch holds the same number of steps from every env.")
     _require(env.pomdp is None, "env.pomdp is for the MuJoCo tasks; ManiSkill tasks are fully observed here.")
     available, reason = vulkan_available()
     _require(available, f"{env.name} cannot run here: {reason}")

@@ -8,7 +8,13 @@ batches of ``frames_per_batch`` env steps (the collector's step and ``replay.ext
 prints per phase the milliseconds per update / env step and the top entries by own time (tottime) and by
 cumulative time, as shares of the phase's total. Shares, not absolute times, are what compare across machines.
 
+``--actor accelerator`` puts the MLP accelerator in the transformer's place (stage one's and the MLP baseline's
+learner, its replay without windows); ``--timed`` times the same phases without the profiler and prints only the
+milliseconds per update / env step (the figures to compare between ``env.num_envs`` settings).
+
     .venv/bin/python benchmarks/profile_stage_two.py --env halfcheetah --threads 1
+    .venv/bin/python benchmarks/profile_stage_two.py --env halfcheetah --actor accelerator --timed --batches 20 \
+        -- env.num_envs=5
     .venv/bin/python benchmarks/profile_stage_two.py --env pendulum --updates 50 --batches 2 -- transformer.d_model=32
 """
 from __future__ import annotations
@@ -33,6 +39,7 @@ from trl_accel.stages.sequences import make_replay_buffer
 from trl_accel.stages.windows import StreamWindows
 
 ROOT = Path(__file__).resolve().parents[1]
+ACTORS = ("transformer", "accelerator")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -44,6 +51,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--top", type=int, default=20, help="entries printed per table")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads(N) if given")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--actor", choices=ACTORS, default="transformer",
+                   help="the learner's actor: stage two's transformer, or the MLP accelerator of stage one")
+    p.add_argument("--timed", action="store_true", help="time each phase without the profiler (ms per unit only)")
     p.add_argument("--save", type=Path, default=None, help="also dump each phase's stats to SAVE.<phase>.prof")
     p.add_argument("overrides", nargs="*", help="recipe config overrides (after --)")
     return p.parse_args(argv)
@@ -58,9 +68,10 @@ def recipe_config(env: str, overrides: list[str]) -> DictConfig:
 
 
 class StageTwo:
-    """The recipe's stage-two pieces: env, transformer learner, windowed replay, collection policy, collector."""
+    """The recipe's stage-two pieces: env, transformer learner, windowed replay, collection policy, collector
+    (``actor="accelerator"``: the MLP accelerator's learner and a replay without windows, as stage one has them)."""
 
-    def __init__(self, cfg: DictConfig, seed: int):
+    def __init__(self, cfg: DictConfig, seed: int, actor: str = "transformer"):
         device = torch.device("cpu")
         torch.manual_seed(seed)
         self.env = build_env(cfg, device, seed=seed)
@@ -69,12 +80,14 @@ class StageTwo:
         for transform in agents.env_transforms():
             self.env.append_transform(transform)
         settings = {k: v for k, v in dict(cfg.algo).items() if k != "name" and v is not None}
-        self.learner = make_learner("td3", agents.transformer, agents.critics, action_spec, settings=settings)
-        windows = StreamWindows(context_len=cfg.transformer.context_len, num_streams=self.env.batch_size.numel(),
-                                capacity=cfg.stage2.buffer_size, device=device)
+        acting = agents.transformer if actor == "transformer" else agents.accelerator
+        self.learner = make_learner("td3", acting, agents.critics, action_spec, settings=settings)
+        windows = (StreamWindows(context_len=cfg.transformer.context_len, num_streams=self.env.batch_size.numel(),
+                                 capacity=cfg.stage2.buffer_size, device=device) if actor == "transformer" else None)
         self.replay = make_replay_buffer(cfg.stage2.buffer_size, cfg.algo.batch_size, device, None, windows)
         self.stored = replay_keys(self.learner.loss)
-        policy = make_collection_policy("td3", agents.transformer_policy, action_spec, settings)
+        policy = make_collection_policy("td3", agents.transformer_policy if actor == "transformer" else acting,
+                                        action_spec, settings)
         self.collector_policy = policy
         self.frames_per_batch = cfg.frames_per_batch
         self.batches = iter(local_collector(self.env, policy, cfg.frames_per_batch))
@@ -111,18 +124,33 @@ def profile(phase: str, work: Callable[[], None], repeats: int, per: int, top: i
             print(f"{100 * entry[column] / total:6.1f}%  {entry[1]:>7d} calls  {name}  {where}")
 
 
+def timed(phase: str, work: Callable[[], None], repeats: int, per: int) -> None:
+    """Run ``work`` ``repeats`` times and print ms per unit (``per`` units per call), without the profiler."""
+    started = time.perf_counter()
+    for _ in range(repeats):
+        work()
+    seconds = time.perf_counter() - started
+    print(f"== {phase}: {repeats * per} units, {1000 * seconds / (repeats * per):.3f} ms each")
+
+
 def main() -> None:
     args = parse_args()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    stage = StageTwo(recipe_config(args.env, args.overrides), args.seed)
+    stage = StageTwo(recipe_config(args.env, args.overrides), args.seed, args.actor)
     for _ in range(max(1, args.fill // stage.frames_per_batch)):
         stage.collect()
     for _ in range(5):  # warm-up: first calls build caches
         stage.update()
-    profile("stage-two update (replay.sample + learner.update)", stage.update, args.updates, 1, args.top, args.save)
-    profile("stage-two env steps (collector batch + replay.extend)", stage.collect, args.batches,
-            stage.frames_per_batch, args.top, args.save)
+    name = "stage-two" if args.actor == "transformer" else "accelerator"
+    phases = ((f"{name} update (replay.sample + learner.update)", stage.update, args.updates, 1),
+              (f"{name} env steps (collector batch + replay.extend)", stage.collect, args.batches,
+               stage.frames_per_batch))
+    for phase, work, repeats, per in phases:
+        if args.timed:
+            timed(phase, work, repeats, per)
+        else:
+            profile(phase, work, repeats, per, args.top, args.save)
 
 
 if __name__ == "__main__":

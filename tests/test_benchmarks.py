@@ -269,6 +269,16 @@ def test_stage_two_profile_prints_both_phases():
     assert stdout.count("-- top 5 by") == 4
 
 
+def test_accelerator_timing_prints_ms_per_update_and_env_step_on_copies():
+    stdout = run_script("benchmarks/profile_stage_two.py", "--env", "pendulum", "--actor", "accelerator", "--timed",
+                        "--fill", "100", "--updates", "3", "--batches", "2", "--threads", "1", "--",
+                        "env.num_envs=2", "accelerator.hidden_sizes=[32,32]", "algo.batch_size=32")
+    rows = [line for line in stdout.splitlines() if line.startswith("== accelerator")]
+    assert len(rows) == 2 and "-- top" not in stdout
+    assert rows[1].startswith("== accelerator env steps") and " 100 units, " in rows[1]
+    assert all(float(row.split(", ")[-1].split()[0]) > 0 for row in rows)
+
+
 def test_compile_benchmark_prints_a_line_per_shape():
     stdout = run_script("benchmarks/compile_transformer.py", "--d-model", "16", "--d-ff", "32", "--repeats", "4",
                         "--warmup", "1", "--threads", "1")

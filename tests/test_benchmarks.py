@@ -328,3 +328,21 @@ def test_pomdp_curves_write_per_seed_curves_for_each_view_and_read_finished_runs
     bad = subprocess.run([sys.executable, "benchmarks/pomdp_curves.py", "--steps", "100", "--random-steps", "100"],
                          cwd=ROOT, capture_output=True, text=True, env=ENV, check=False)
     assert bad.returncode == 2 and "--random-steps must be in [0, --steps)" in bad.stderr
+
+
+def test_reevaluation_scores_the_saved_policies_like_the_run_does(tmp_path):
+    from td3_accelerate import run_experiment
+
+    summary = run_experiment(compose_config(*TINY, "logger.backend=none"), tmp_path / "run")
+    checkpoints = tmp_path / "run" / "checkpoints"
+    out = tmp_path / "reevaluated.json"
+    # the run's own switch evaluation: its seeds, its episodes; the re-evaluation on those seeds scores the same
+    first_seed = 1_000_000 + 2 * (len(summary["evaluations"]) - 2)  # the switch's is the last but one evaluation
+    stdout = run_script("benchmarks/reevaluate.py", str(checkpoints / "stage1.pt"), str(checkpoints / "stage2.pt"),
+                        "--episodes", "2", "--first-seed", str(first_seed), "--threads", "1", "--out", str(out))
+    results = json.loads(out.read_text())
+    assert [(row["policy"], row["episodes"]) for row in results] == [("accelerator", 2), ("transformer", 2),
+                                                                      ("transformer", 2)]
+    assert len([line for line in stdout.splitlines() if "return_mean=" in line]) == 3
+    assert abs(results[0]["return_mean"] - summary["stage1"]["accelerator_return"]) < 1e-3
+    assert abs(results[1]["return_mean"] - summary["stage1"]["transformer_return"]) < 1e-3

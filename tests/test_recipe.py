@@ -56,6 +56,16 @@ def test_a_recurrent_teacher_labels_the_transformers_own_rollouts(tiny_config, t
     assert len(bc_losses) == 3 and all(float(line.split(",")[1]) > 0 for line in bc_losses)
 
 
+def test_dagger_rollouts_mix_in_the_teachers_episodes(tiny_config, tmp_path):
+    # stage1.dagger_teacher_share=0.5 with an LSTM teacher: the rollouts act with the teacher in every other episode
+    # (its memory carried through the student's episodes), and T is labelled as with the student's alone.
+    summary = run_experiment(tiny_config(*TINY_LSTM, "stage1.bc_data=dagger", "stage1.dagger_teacher_share=0.5",
+                                         "stage2.steps=0"), tmp_path)
+    assert summary["bc_env_steps"] == 300
+    bc_losses = (tmp_path / "metrics" / "scalars" / "train" / "loss_bc.csv").read_text().splitlines()
+    assert len(bc_losses) == 3 and all(float(line.split(",")[1]) > 0 for line in bc_losses)
+
+
 @pytest.mark.parametrize("crash_at_save, stage, env_steps", [(3, "stage1", 300), (8, "stage2", 600)])
 def test_resume_after_a_crash_continues_the_counters(tiny_config, tmp_path, monkeypatch, crash_at_save, stage, env_steps):
     saved = []

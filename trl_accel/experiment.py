@@ -72,6 +72,7 @@ from trl_accel.stages import (
     make_trajectory_buffer,
 )
 from trl_accel.stages.ascent import frozen_first_critic
+from trl_accel.stages.dagger import EpisodeMixture
 from trl_accel.stages.learners import make_collection_policy, make_learner
 from trl_accel.stages.sequences import (
     TRAJECTORY_KEY,
@@ -382,8 +383,12 @@ def stage_one(x: Experiment) -> dict:
 
 def bc_rollouts(x: Experiment):
     """Separate rollouts that fill T (``bc_data=evaluation``: the accelerator's deterministic ones;
-    ``dagger``: the transformer's own), ``bc_every`` steps at a time."""
-    policy = x.agents.accelerator if x.cfg.stage1.bc_data == "evaluation" else x.agents.transformer_policy
+    ``dagger``: the transformer's own, the accelerator's in ``stage1.dagger_teacher_share`` of the episodes),
+    ``bc_every`` steps at a time."""
+    s1 = x.cfg.stage1
+    policy = x.agents.accelerator if s1.bc_data == "evaluation" else x.agents.transformer_policy
+    if s1.bc_data == "dagger" and s1.dagger_teacher_share > 0:
+        policy = EpisodeMixture(policy, x.agents.accelerator, s1.dagger_teacher_share)
     env = build_env(x.cfg, x.device, seed=x.cfg.seed + 1, extra_transforms=x.agents.env_transforms())
     return iter(Collector(env, policy, frames_per_batch=x.cfg.stage1.bc_every, total_frames=-1,
                           exploration_type=ExplorationType.DETERMINISTIC))

@@ -145,6 +145,7 @@ class StageOneConfig:
     steps: int = bounded(1000000, low=0)
     buffer_size: int = bounded(500000, low=1)
     bc_data: str = bounded("training", choices=("training", "evaluation", "dagger"))
+    dagger_teacher_share: float = bounded(0.0, low=0.0, high=1.0)
     bc_target: str = bounded("accelerator", choices=("accelerator", "executed"))
     bc_every: int = bounded(2000, low=1)
     bc_batch_size: int = bounded(256, low=1)

@@ -1,7 +1,8 @@
 """Evaluate a run's saved policies again, on more episodes and on seeds no evaluation of the run used.
 
 A stage-one checkpoint (``RUN_DIR/checkpoints/stage1.pt``) holds the accelerator and the transformer at the
-switch; a stage-two one (``stage2.pt``) the fine-tuned transformer. Each is rebuilt from the run's own config and
+switch; a stage-two one (``stage2.pt``) the fine-tuned transformer; a baseline's (``final.pt``, ``mode=accelerator_only``
+or ``transformer_only``) the policy it trained. Each is rebuilt from the run's own config and
 evaluated as the run evaluates (deterministic actions, one episode per env copy, each on its own seed), over
 ``--episodes`` episodes seeded from ``--first-seed`` on. One line per policy:
 ``<checkpoint> <policy> return_mean=<x> return_std=<y> episodes=<n>``; ``--out`` also writes them as JSON.
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import torch
@@ -22,18 +24,20 @@ from omegaconf import OmegaConf
 
 from trl_accel import keys
 from trl_accel.checkpoint import load_checkpoint
+from trl_accel.config import canonical_mode
 from trl_accel.evaluation import evaluate_policy
 from trl_accel.experiment import Agents, build_env, episode_steps
 from trl_accel.stages.acceleration import BehaviourCloner
 from trl_accel.stages.learners import make_learner
 
-#: What a checkpoint part holds: (part name, the policy it gives)
-PARTS = (("accelerator_learner", "accelerator"), ("cloner", "transformer"), ("stage_two_learner", "transformer"))
+#: What a checkpoint part holds: (part name, the policy it gives; a baseline's ``learner``: the one of its mode)
+PARTS = (("accelerator_learner", "accelerator"), ("cloner", "transformer"), ("stage_two_learner", "transformer"),
+         ("learner", None))
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("checkpoints", nargs="+", type=Path, help="stage1.pt / stage2.pt of one or more runs")
+    p.add_argument("checkpoints", nargs="+", type=Path, help="stage1.pt / stage2.pt / final.pt of one or more runs")
     p.add_argument("--episodes", type=int, default=100, help="episodes per policy (env copies stepped together)")
     p.add_argument("--first-seed", type=int, default=9_000_000, help="the first episode's seed (a run's own start at 1e6)")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads(N) if given")
@@ -43,7 +47,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error(f"--episodes must be >= 1, got {args.episodes}")
     for path in args.checkpoints:
         if not path.is_file():
-            p.error(f"no checkpoint at {path}: pass RUN_DIR/checkpoints/stage1.pt or stage2.pt")
+            p.error(f"no checkpoint at {path}: pass RUN_DIR/checkpoints/stage1.pt, stage2.pt or final.pt")
     return args
 
 
@@ -62,6 +66,7 @@ def policies_of(checkpoint: dict, episodes: int) -> tuple[dict, object, int]:
     for part, name in PARTS:
         if part not in checkpoint:
             continue
+        name = name or ("accelerator" if canonical_mode(cfg.mode) == "accelerator_only" else "transformer")
         if part == "cloner":
             holder = BehaviourCloner(agents.transformer, agents.accelerator, target=cfg.stage1.bc_target)
             holder.loss.load_state_dict(checkpoint[part]["loss"])
@@ -71,7 +76,9 @@ def policies_of(checkpoint: dict, episodes: int) -> tuple[dict, object, int]:
                 checkpoint[part]["loss"])
         policies[name] = agents.accelerator if name == "accelerator" else agents.transformer_policy
     if not policies:
-        raise SystemExit(f"error: the checkpoint holds none of {[part for part, _ in PARTS]}: pass stage1.pt or stage2.pt")
+        print(f"error: the checkpoint holds none of {[part for part, _ in PARTS]}: pass stage1.pt, stage2.pt or final.pt",
+              file=sys.stderr)
+        raise SystemExit(2)
     eval_cfg = OmegaConf.merge(cfg, {"eval": {"episodes": episodes}})
     eval_env = build_env(eval_cfg, device, num_envs=episodes, extra_transforms=agents.env_transforms())
     return policies, eval_env, episode_steps(cfg)

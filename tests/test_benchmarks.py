@@ -346,3 +346,15 @@ def test_reevaluation_scores_the_saved_policies_like_the_run_does(tmp_path):
     assert len([line for line in stdout.splitlines() if "return_mean=" in line]) == 3
     assert abs(results[0]["return_mean"] - summary["stage1"]["accelerator_return"]) < 1e-3
     assert abs(results[1]["return_mean"] - summary["stage1"]["transformer_return"]) < 1e-3
+
+
+def test_reevaluation_scores_a_baselines_final_policy(tmp_path):
+    from td3_accelerate import run_experiment
+
+    summary = run_experiment(compose_config(*TINY, "mode=accelerator_only", "logger.backend=none"), tmp_path / "run")
+    first_seed = 1_000_000 + 2 * (len(summary["evaluations"]) - 1)  # the final evaluation's seeds
+    stdout = run_script("benchmarks/reevaluate.py", str(tmp_path / "run" / "checkpoints" / "final.pt"),
+                        "--episodes", "2", "--first-seed", str(first_seed), "--threads", "1")
+    line = next(line for line in stdout.splitlines() if "return_mean=" in line).split()
+    assert line[1] == "accelerator"
+    assert abs(float(line[2].split("=")[1]) - summary["final_return"]) < 0.1

@@ -45,7 +45,14 @@ def test_foreach_soft_update_is_torchrl_soft_update_bit_for_bit():
               for _ in range(2)]
     losses[1].load_state_dict(losses[0].state_dict())
     updaters = [SoftUpdate(losses[0], tau=0.005), ForeachSoftUpdate(losses[1], tau=0.005)]
-    for _ in range(3):
+    elsewhere = TD3Loss(copy.deepcopy(actor), [copy.deepcopy(c) for c in critics], action_spec=spec, num_qvalue_nets=2)
+    with torch.no_grad():
+        for value in elsewhere.parameters():
+            value.mul_(0.5)
+    for step in range(5):
+        if step == 3:  # a checkpoint loaded between two steps (as resume= and stage2.init_from do)
+            for loss in losses:
+                loss.load_state_dict(elsewhere.state_dict())
         for loss in losses:  # the same change to the online parameters of both
             with torch.no_grad():
                 for name, value in sorted(loss.named_parameters()):

@@ -279,6 +279,13 @@ def test_accelerator_timing_prints_ms_per_update_and_env_step_on_copies():
     assert all(float(row.split(", ")[-1].split()[0]) > 0 for row in rows)
 
 
+def test_target_update_benchmark_prints_a_line_per_way():
+    stdout = run_script("benchmarks/target_update.py", "--hidden", "8", "--steps", "20", "--threads", "1")
+    rows = [line.split() for line in stdout.splitlines() if "us_per_step=" in line]
+    assert [row[0] for row in rows] == ["torchrl_soft_update", "foreach_gathered_each_step", "foreach_gathered_once"]
+    assert rows[0][2] == "ratio=1.00" and all(float(row[1].split("=")[1]) > 0 for row in rows)
+
+
 def test_compile_benchmark_prints_a_line_per_shape():
     stdout = run_script("benchmarks/compile_transformer.py", "--d-model", "16", "--d-ff", "32", "--repeats", "4",
                         "--warmup", "1", "--threads", "1")

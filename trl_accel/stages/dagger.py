@@ -31,7 +31,7 @@ class EpisodeMixture(TensorDictModuleBase):
     Reads what both read, and ``is_init`` [*B, 1] (TorchRL's ``InitTracker``), which starts a stream's next
     episode; writes ``action`` [*B, A] (the executed one: the teacher's in its episodes) and whatever else the two
     write (a recurrent teacher's next state, so its memory is kept in the student's episodes too). Both run at
-    every step. Stateful: it counts each stream's episodes from its first call (``reset_episodes`` starts over).
+    every step. Stateful: it counts each stream's episodes from its first call.
     Meant for deterministic rollouts that fill T (``stage1.bc_data=dagger``), not for gradient steps."""
 
     def __init__(self, student: TensorDictModuleBase, teacher: TensorDictModuleBase, share: float):
@@ -42,9 +42,6 @@ class EpisodeMixture(TensorDictModuleBase):
         self.in_keys = list(dict.fromkeys([*student.in_keys, *teacher.in_keys, keys.IS_INIT]))
         self.out_keys = list(dict.fromkeys([*student.out_keys, *teacher.out_keys]))
         self.episode_index: torch.Tensor | None = None
-
-    def reset_episodes(self) -> None:
-        self.episode_index = None
 
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
         started = tensordict.get(keys.IS_INIT).reshape(tensordict.batch_size)

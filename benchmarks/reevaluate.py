@@ -27,7 +27,7 @@ from trl_accel.checkpoint import load_checkpoint
 from trl_accel.config import canonical_mode
 from trl_accel.evaluation import evaluate_policy
 from trl_accel.experiment import Agents, build_env, episode_steps
-from trl_accel.stages.acceleration import BehaviourCloner
+from trl_accel.objectives import BehaviourCloningLoss
 from trl_accel.stages.learners import make_learner
 
 #: What a checkpoint part holds: (part name, the policy it gives; a baseline's ``learner``: the one of its mode)
@@ -53,14 +53,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def policies_of(checkpoint: dict, episodes: int) -> tuple[dict, object, int]:
     """The policies ``checkpoint`` holds ({name: module}, their weights loaded), the env that evaluates them
-    (``episodes`` copies) and its episode length."""
+    (``episodes`` copies, as the run's evaluator builds it) and its episode length."""
     cfg = OmegaConf.create(checkpoint["config"])
     device = torch.device("cpu")
-    env = build_env(cfg, device, seed=cfg.seed)
+    env = build_env(cfg, device, num_envs=episodes)
     state_spec = env.observation_spec.get(keys.STATE, None)
     action_spec = env.action_spec_unbatched.to(device)
     agents = Agents(cfg, env.observation_spec[keys.OBSERVATION].shape[-1], action_spec, device,
                     state_dim=state_spec.shape[-1] if state_spec is not None else None)
+    for transform in agents.env_transforms():  # what the agents need of the env, as build_env's extra_transforms
+        env.append_transform(transform.clone())
     settings = {key: value for key, value in OmegaConf.to_container(cfg.algo).items() if key != "name" and value is not None}
     policies = {}
     for part, name in PARTS:
@@ -68,8 +70,7 @@ def policies_of(checkpoint: dict, episodes: int) -> tuple[dict, object, int]:
             continue
         name = name or ("accelerator" if canonical_mode(cfg.mode) == "accelerator_only" else "transformer")
         if part == "cloner":
-            holder = BehaviourCloner(agents.transformer, agents.accelerator, target=cfg.stage1.bc_target)
-            holder.loss.load_state_dict(checkpoint[part]["loss"])
+            BehaviourCloningLoss(agents.transformer).load_state_dict(checkpoint[part]["loss"])
         else:
             actor = agents.accelerator if name == "accelerator" else agents.transformer
             make_learner(cfg.algo.name, actor, agents.critics, action_spec, settings=settings).loss.load_state_dict(
@@ -79,9 +80,7 @@ def policies_of(checkpoint: dict, episodes: int) -> tuple[dict, object, int]:
         print(f"error: the checkpoint holds none of {[part for part, _ in PARTS]}: pass stage1.pt, stage2.pt or final.pt",
               file=sys.stderr)
         raise SystemExit(2)
-    eval_cfg = OmegaConf.merge(cfg, {"eval": {"episodes": episodes}})
-    eval_env = build_env(eval_cfg, device, num_envs=episodes, extra_transforms=agents.env_transforms())
-    return policies, eval_env, episode_steps(cfg)
+    return policies, env, episode_steps(cfg)
 
 
 def main() -> None:

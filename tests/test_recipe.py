@@ -50,20 +50,52 @@ def test_other_bc_data_sources_fill_the_trajectory_buffer(tiny_config, tmp_path,
 def test_a_recurrent_teacher_labels_the_transformers_own_rollouts(tiny_config, tmp_path):
     # bc_data=dagger with an LSTM teacher: T gives the teacher each step's history (observation, previous action
     # and reward) and it labels the transformer's rollouts from the memory it rebuilds over them.
+    # pendulum_pomdp's 3 final rounds (stage1.bc_final_rounds) follow stage one's 3.
     summary = run_experiment(tiny_config(*TINY_LSTM, "stage1.bc_data=dagger", "stage2.steps=0"), tmp_path)
-    assert summary["bc_env_steps"] == 300
+    assert summary["bc_env_steps"] == 600
     bc_losses = (tmp_path / "metrics" / "scalars" / "train" / "loss_bc.csv").read_text().splitlines()
-    assert len(bc_losses) == 3 and all(float(line.split(",")[1]) > 0 for line in bc_losses)
+    assert len(bc_losses) == 6 and all(float(line.split(",")[1]) > 0 for line in bc_losses)
 
 
 def test_dagger_rollouts_mix_in_the_teachers_episodes(tiny_config, tmp_path):
     # stage1.dagger_teacher_share=0.5 with an LSTM teacher: the rollouts act with the teacher in every other episode
     # (its memory carried through the student's episodes), and T is labelled as with the student's alone.
     summary = run_experiment(tiny_config(*TINY_LSTM, "stage1.bc_data=dagger", "stage1.dagger_teacher_share=0.5",
-                                         "stage2.steps=0"), tmp_path)
+                                         "stage1.bc_final_rounds=0", "stage2.steps=0"), tmp_path)
     assert summary["bc_env_steps"] == 300
     bc_losses = (tmp_path / "metrics" / "scalars" / "train" / "loss_bc.csv").read_text().splitlines()
     assert len(bc_losses) == 3 and all(float(line.split(",")[1]) > 0 for line in bc_losses)
+
+
+def test_final_bc_rounds_follow_the_accelerators_last_step(tiny_config, tmp_path):
+    # stage1.bc_final_rounds=2: after the 3 rounds within stage one, 2 more on fresh rollouts of the transformer with
+    # the teacher fixed (bc_every=100 steps each), before the switch; the env steps of the stage are unchanged.
+    summary = run_experiment(tiny_config("stage1.bc_data=dagger", "stage1.bc_final_rounds=2", "stage2.steps=0"), tmp_path)
+    assert (summary["bc_rounds"], summary["bc_final_rounds"], summary["bc_env_steps"]) == (5, 2, 500)
+    assert summary["env_steps"] == summary["switch_step"] == 500
+    bc_losses = (tmp_path / "metrics" / "scalars" / "train" / "loss_bc.csv").read_text().splitlines()
+    assert [line.split(",")[0] for line in bc_losses] == ["300", "400", "500", "500", "500"]
+
+
+def test_a_crash_between_final_bc_rounds_resumes_the_rounds_left(tiny_config, tmp_path, monkeypatch):
+    overrides = ("stage1.bc_data=dagger", "stage1.bc_final_rounds=2", "stage2.steps=0")
+    original_save = loop.Run.save
+
+    def save_then_crash(self, name, payload, **kwargs):
+        path = original_save(self, name, payload, **kwargs)
+        if self.state.bc_final_rounds == 1:
+            raise KeyboardInterrupt("simulated kill right after the first final round's checkpoint")
+        return path
+
+    monkeypatch.setattr(loop.Run, "save", save_then_crash)
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(tiny_config(*overrides), tmp_path)
+    monkeypatch.setattr(loop.Run, "save", original_save)
+    at_crash = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=False)
+    assert at_crash["run_state"]["bc_final_rounds"] == 1 and at_crash["run_state"]["switch_step"] is None
+    summary = run_experiment(tiny_config(*overrides, f"resume={tmp_path}"), tmp_path / "ignored")
+    assert (summary["bc_rounds"], summary["bc_final_rounds"], summary["bc_env_steps"]) == (5, 2, 500)
+    assert summary["switch_step"] == 500 and summary["stage1"]["transformer_return"] is not None
 
 
 @pytest.mark.parametrize("crash_at_save, stage, env_steps", [(3, "stage1", 300), (8, "stage2", 600)])

@@ -225,6 +225,9 @@ def _check_stage_one(cfg: DictConfig) -> None:
     _require(stage1.dagger_teacher_share == 0 or stage1.bc_data == "dagger",
              f"stage1.dagger_teacher_share={stage1.dagger_teacher_share} mixes the teacher into the transformer's own "
              f"rollouts: set stage1.bc_data=dagger, or leave the share at 0.")
+    _require(stage1.bc_final_rounds == 0 or stage1.bc_data != "training",
+             f"stage1.bc_final_rounds={stage1.bc_final_rounds} needs rollouts of its own after the accelerator's last step: "
+             f"set stage1.bc_data=dagger (or evaluation), or leave bc_final_rounds at 0.")
     _require(stage1.bc_data == "training" or stage1.bc_every % cfg.env.num_envs == 0,
              f"stage1.bc_every ({stage1.bc_every}) must be a multiple of env.num_envs ({cfg.env.num_envs}) with "
              f"stage1.bc_data={stage1.bc_data}: each round's rollouts step every env copy as often.")

@@ -368,6 +368,7 @@ def stage_one(x: Experiment) -> dict:
             x.save("last", parts, (learner, cloner.loss))
         if switch_reason:
             break
+    final_bc_rounds(x, parts, teacher_rollouts, pair_keys, (learner, cloner.loss))
 
     # the switch
     at_switch = x.evaluate(run, accelerator=agents.accelerator, transformer=agents.transformer_policy)
@@ -379,6 +380,22 @@ def stage_one(x: Experiment) -> dict:
     x.save("stage1", parts, (learner, cloner.loss))
     x.save("last", parts, (learner, cloner.loss))
     return parts
+
+
+def final_bc_rounds(x: Experiment, parts: dict, teacher_rollouts, pair_keys, learners: tuple) -> None:
+    """``stage1.bc_final_rounds`` DAgger rounds after the accelerator's last step, before the switch: the teacher
+    fixed, each round ``bc_every`` steps of fresh rollouts (``bc_data``'s, counted in ``bc_env_steps``) into T and a
+    BC round on it, so that a transformer whose teacher became good late catches up with it. A checkpoint after each
+    round; a resumed run does the rounds it has not done."""
+    s1, run, cloner, trajectory_buffer = x.cfg.stage1, x.run, parts["cloner"], parts["trajectory_buffer"]
+    while run.state.bc_final_rounds < s1.bc_final_rounds:
+        trajectory_buffer.extend(bc_pairs(next(teacher_rollouts), pair_keys, windows_from_storage=True))
+        run.state.bc_env_steps += s1.bc_every
+        metrics = {f"train/{name}": value for name, value in cloner.train_on(trajectory_buffer).items()}
+        run.state.bc_rounds += 1
+        run.state.bc_final_rounds += 1
+        run.log(metrics)
+        x.save("last", parts, learners)
 
 
 def bc_rollouts(x: Experiment):
@@ -532,7 +549,8 @@ def summarise(run: Run, cfg: DictConfig) -> dict:
     final = state.results.get("final", {})
     return {"env": cfg.env.name, "seed": cfg.seed, "mode": cfg.mode, "algorithm": cfg.algo.name,
             "accelerator": cfg.accelerator.type, "pomdp": cfg.env.pomdp, "env_steps": state.env_steps,
-            "bc_env_steps": state.bc_env_steps, "bc_rounds": state.bc_rounds, "wall_time_s": run.wall_time(),
+            "bc_env_steps": state.bc_env_steps, "bc_rounds": state.bc_rounds,
+            "bc_final_rounds": state.bc_final_rounds, "wall_time_s": run.wall_time(),
             "switch_step": state.switch_step, "switch_reason": state.switch_reason, "random_return": state.random_return,
             "stage1": state.results.get("stage1", {}), "stage2": state.results.get("stage2", {}),
             "final_return": final.get("return"), "final_success": final.get("success"),

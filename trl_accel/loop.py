@@ -40,6 +40,7 @@ class RunState:
     ``stage``: ``stage1``, ``stage2``, ``accelerator_only``, ``transformer_only`` or ``done``;
     ``stage_steps``/``env_steps``: env steps in the stage / in the run (random ones included);
     ``bc_env_steps``: extra env steps of BC rollouts (``bc_data=evaluation|dagger``); ``bc_rounds``;
+    ``bc_final_rounds``: of those rounds, the ones after the accelerator's last step (``stage1.bc_final_rounds``);
     ``evaluations``: one record per evaluation; ``random_return``: a random policy's return (measured
     once); ``results``: per stage, the returns at its end; ``throughput``: per stage, learning steps
     and the seconds they took (evaluations and checkpoints excluded); ``metric_rows``: rows logged per
@@ -51,6 +52,7 @@ class RunState:
     env_steps: int = 0
     bc_env_steps: int = 0
     bc_rounds: int = 0
+    bc_final_rounds: int = 0
     evaluations: list[dict] = field(default_factory=list)
     switch_step: int | None = None
     switch_reason: str | None = None

@@ -151,6 +151,7 @@ class StageOneConfig:
     bc_batch_size: int = bounded(256, low=1)
     bc_epochs: int = bounded(32, low=1)
     bc_rounds_kept: int = bounded(1, low=1)
+    bc_final_rounds: int = bounded(0, low=0)
     bc_lr: float = bounded(3e-4, low=0.0, low_open=True)
     state_noise: float = bounded(0.0, low=0.0)
     bc_loss: str = bounded("mse", choices=("mse", "likelihood"))

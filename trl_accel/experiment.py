@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import random
 import resource
+from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 
@@ -312,7 +313,8 @@ class Experiment:
 # ---------------------------------------------------------------------------------------------------- stages
 def stage_one(x: Experiment) -> dict:
     """Algorithms 1-3: the accelerator learns online (TD3/SAC); its fresh steps fill T; every ``bc_every``
-    steps the transformer is cloned on T and T is emptied; evaluations decide the switch. Returns the
+    steps the transformer is cloned on T and T is emptied; evaluations decide the switch; then
+    ``stage1.bc_final_rounds`` rounds with the teacher fixed (:func:`final_bc_rounds`). Returns the
     parts stage two takes over (the accelerator's learner and the cloner)."""
     cfg, run, agents, s1 = x.cfg, x.run, x.agents, x.cfg.stage1
     learner = x.learner(agents.accelerator)
@@ -382,7 +384,8 @@ def stage_one(x: Experiment) -> dict:
     return parts
 
 
-def final_bc_rounds(x: Experiment, parts: dict, teacher_rollouts, pair_keys, learners: tuple) -> None:
+def final_bc_rounds(x: Experiment, parts: dict, teacher_rollouts: Iterator[TensorDictBase], pair_keys: tuple[str, ...],
+                    learners: tuple) -> None:
     """``stage1.bc_final_rounds`` DAgger rounds after the accelerator's last step, before the switch: the teacher
     fixed, each round ``bc_every`` steps of fresh rollouts (``bc_data``'s, counted in ``bc_env_steps``) into T and a
     BC round on it, so that a transformer whose teacher became good late catches up with it. A checkpoint after each

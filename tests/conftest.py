@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
+from trl_accel import loop
+
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = ROOT / "recipes" / "config"
 sys.path.insert(0, str(ROOT / "recipes"))
@@ -24,6 +26,28 @@ TINY = [
 TINY_SAC = [*TINY, "algo.batch_size=64"]
 TINY_LSTM = ["env=pendulum_pomdp", "accelerator=lstm", "accelerator.hidden_size=16", "accelerator.hidden_sizes=[16]",
              "accelerator.seq_len=4", "accelerator.burn_in=1", "accelerator.batch_size=16"]
+
+
+def run_killed_after_a_checkpoint(monkeypatch, run, when) -> list[dict]:
+    """Calls ``run()`` with each checkpoint followed by ``when(saved)`` (``saved``: the run states of the checkpoints
+    written so far, the last one's included); the first time it is true, a ``KeyboardInterrupt`` right after that
+    checkpoint simulates a kill. Checks that the run was killed; returns ``saved``."""
+    saved, original_save = [], loop.Run.save
+
+    def save_then_kill(self, name, payload, **kwargs):
+        path = original_save(self, name, payload, **kwargs)
+        saved.append(self.state.state_dict())
+        if when(saved):
+            raise KeyboardInterrupt("simulated kill right after a checkpoint")
+        return path
+
+    monkeypatch.setattr(loop.Run, "save", save_then_kill)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run()
+    finally:
+        monkeypatch.setattr(loop.Run, "save", original_save)
+    return saved
 
 
 def compose_config(*overrides: str, recipe: str = "td3_accelerate"):

@@ -16,8 +16,8 @@ from td3_accelerate import run_experiment
 from tensordict import TensorDict, TensorDictBase
 from tensordict.nn import TensorDictModule
 
-from tests.conftest import ROOT
-from trl_accel import keys, loop
+from tests.conftest import ROOT, run_killed_after_a_checkpoint
+from trl_accel import keys
 from trl_accel.collectors import (
     CollectorSettings,
     WeightPush,
@@ -78,21 +78,9 @@ def test_the_same_seed_gives_the_same_run_with_synchronous_workers(tiny_config, 
 
 
 def test_resume_with_workers_continues_the_counters(tiny_config, tmp_path, monkeypatch):
-    saved = []
-    original_save = loop.Run.save
-
-    def save_then_crash(self, name, payload, **kwargs):
-        path = original_save(self, name, payload, **kwargs)
-        saved.append(self.state.state_dict())
-        if len(saved) == 2:
-            raise KeyboardInterrupt("simulated kill right after a checkpoint")
-        return path
-
     cfg = partial(tiny_config, *WORKERS, *SHORT)
-    monkeypatch.setattr(loop.Run, "save", save_then_crash)
-    with pytest.raises(KeyboardInterrupt):
-        run_experiment(cfg(), tmp_path)
-    monkeypatch.setattr(loop.Run, "save", original_save)
+    saved = run_killed_after_a_checkpoint(monkeypatch, lambda: run_experiment(cfg(), tmp_path),
+                                          when=lambda saved: len(saved) == 2)
     assert saved[-1]["stage"] == "stage1" and saved[-1]["env_steps"] == 200
     summary = run_experiment(cfg(f"resume={tmp_path}"), tmp_path / "ignored")
     assert summary["env_steps"] == 300 and summary["switch_step"] == 200

@@ -7,7 +7,7 @@ import pytest
 import torch
 from td3_accelerate import run_experiment
 
-from tests.conftest import TINY_LSTM
+from tests.conftest import TINY_LSTM, run_killed_after_a_checkpoint
 
 TOTAL = 200 + 300 + 200
 
@@ -52,21 +52,8 @@ def test_lstm_baseline_from_scratch(tiny_config, tiny_sac_config, tmp_path, reci
 
 
 def test_lstm_run_resumes_after_a_crash(tiny_config, tmp_path, monkeypatch):
-    from trl_accel import loop
-
-    original_save, saves = loop.Run.save, []
-
-    def save_then_crash(self, name, payload, **kwargs):
-        path = original_save(self, name, payload, **kwargs)
-        saves.append(name)
-        if len(saves) == 2:
-            raise KeyboardInterrupt("simulated kill right after a checkpoint")
-        return path
-
-    monkeypatch.setattr(loop.Run, "save", save_then_crash)
-    with pytest.raises(KeyboardInterrupt):
-        run_experiment(tiny_config(*TINY_LSTM), tmp_path)
-    monkeypatch.setattr(loop.Run, "save", original_save)
+    run_killed_after_a_checkpoint(monkeypatch, lambda: run_experiment(tiny_config(*TINY_LSTM), tmp_path),
+                                  when=lambda saved: len(saved) == 2)
     # as on the command line: only resume= is given, the run's own config (LSTM) is kept
     summary = run_experiment(tiny_config(f"resume={tmp_path}"), overrides=[f"resume={tmp_path}"])
     assert summary["env_steps"] == TOTAL and summary["accelerator"] == "lstm"

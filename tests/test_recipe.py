@@ -7,8 +7,7 @@ import pytest
 import torch
 from td3_accelerate import run_experiment
 
-from tests.conftest import TINY_LSTM
-from trl_accel import loop
+from tests.conftest import TINY_LSTM, run_killed_after_a_checkpoint
 
 TOTAL = 200 + 300 + 200  # random + stage-one + stage-two steps in the tiny schedule
 
@@ -79,18 +78,8 @@ def test_final_bc_rounds_follow_the_accelerators_last_step(tiny_config, tmp_path
 
 def test_a_crash_between_final_bc_rounds_resumes_the_rounds_left(tiny_config, tmp_path, monkeypatch):
     overrides = ("stage1.bc_data=dagger", "stage1.bc_final_rounds=2", "stage2.steps=0")
-    original_save = loop.Run.save
-
-    def save_then_crash(self, name, payload, **kwargs):
-        path = original_save(self, name, payload, **kwargs)
-        if self.state.bc_final_rounds == 1:
-            raise KeyboardInterrupt("simulated kill right after the first final round's checkpoint")
-        return path
-
-    monkeypatch.setattr(loop.Run, "save", save_then_crash)
-    with pytest.raises(KeyboardInterrupt):
-        run_experiment(tiny_config(*overrides), tmp_path)
-    monkeypatch.setattr(loop.Run, "save", original_save)
+    run_killed_after_a_checkpoint(monkeypatch, lambda: run_experiment(tiny_config(*overrides), tmp_path),
+                                  when=lambda saved: saved[-1]["bc_final_rounds"] == 1)
     at_crash = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=False)
     assert at_crash["run_state"]["bc_final_rounds"] == 1 and at_crash["run_state"]["switch_step"] is None
     summary = run_experiment(tiny_config(*overrides, f"resume={tmp_path}"), tmp_path / "ignored")
@@ -100,20 +89,8 @@ def test_a_crash_between_final_bc_rounds_resumes_the_rounds_left(tiny_config, tm
 
 @pytest.mark.parametrize("crash_at_save, stage, env_steps", [(3, "stage1", 300), (8, "stage2", 600)])
 def test_resume_after_a_crash_continues_the_counters(tiny_config, tmp_path, monkeypatch, crash_at_save, stage, env_steps):
-    saved = []
-    original_save = loop.Run.save
-
-    def save_then_crash(self, name, payload, **kwargs):
-        path = original_save(self, name, payload, **kwargs)
-        saved.append(self.state.state_dict())
-        if len(saved) == crash_at_save:
-            raise KeyboardInterrupt("simulated kill right after a checkpoint")
-        return path
-
-    monkeypatch.setattr(loop.Run, "save", save_then_crash)
-    with pytest.raises(KeyboardInterrupt):
-        run_experiment(tiny_config(), tmp_path)
-    monkeypatch.setattr(loop.Run, "save", original_save)
+    saved = run_killed_after_a_checkpoint(monkeypatch, lambda: run_experiment(tiny_config(), tmp_path),
+                                          when=lambda saved: len(saved) == crash_at_save)
     at_crash = saved[-1]
     assert at_crash["stage"] == stage and at_crash["env_steps"] == env_steps
     checkpoint = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=False)

@@ -82,6 +82,7 @@ from trl_accel.stages.sequences import (
 )
 from trl_accel.stages.windows import (
     StreamWindows,
+    WindowedTrajectoryBuffer,
     reads_windows,
     stored_instead_of_windows,
 )
@@ -357,11 +358,9 @@ def stage_one(x: Experiment) -> dict:
                                      history_only=not step.learning)
         elif step.learning and (run.state.stage_steps - s1.random_steps
                                 >= (run.state.bc_env_steps // s1.bc_every + 1) * s1.bc_every):
-            trajectory_buffer.extend(bc_pairs(next(teacher_rollouts), pair_keys, windows_from_storage=True))
-            run.state.bc_env_steps += s1.bc_every
+            add_rollouts(run, trajectory_buffer, teacher_rollouts, pair_keys)
         if trajectory_buffer.new_steps >= s1.bc_every:  # Algorithm 2: a BC round on T, then T is emptied (or kept)
-            metrics.update({f"train/{name}": value for name, value in cloner.train_on(trajectory_buffer).items()})
-            run.state.bc_rounds += 1
+            metrics.update(bc_round(run, cloner, trajectory_buffer))
         run.log(metrics)
         if run.evaluation_due():
             record = x.evaluate(run, accelerator=agents.accelerator, transformer=agents.transformer_policy)
@@ -390,15 +389,31 @@ def final_bc_rounds(x: Experiment, parts: dict, teacher_rollouts: Iterator[Tenso
     fixed, each round ``bc_every`` steps of fresh rollouts (``bc_data``'s, counted in ``bc_env_steps``) into T and a
     BC round on it, so that a transformer whose teacher became good late catches up with it. A checkpoint after each
     round; a resumed run does the rounds it has not done."""
-    s1, run, cloner, trajectory_buffer = x.cfg.stage1, x.run, parts["cloner"], parts["trajectory_buffer"]
-    while run.state.bc_final_rounds < s1.bc_final_rounds:
-        trajectory_buffer.extend(bc_pairs(next(teacher_rollouts), pair_keys, windows_from_storage=True))
-        run.state.bc_env_steps += s1.bc_every
-        metrics = {f"train/{name}": value for name, value in cloner.train_on(trajectory_buffer).items()}
-        run.state.bc_rounds += 1
+    run, trajectory_buffer = x.run, parts["trajectory_buffer"]
+    while run.state.bc_final_rounds < x.cfg.stage1.bc_final_rounds:
+        add_rollouts(run, trajectory_buffer, teacher_rollouts, pair_keys)
+        metrics = bc_round(run, parts["cloner"], trajectory_buffer)
         run.state.bc_final_rounds += 1
         run.log(metrics)
         x.save("last", parts, learners)
+
+
+def add_rollouts(run: Run, trajectory_buffer: ReplayBuffer | WindowedTrajectoryBuffer,
+                 teacher_rollouts: Iterator[TensorDictBase], pair_keys: tuple[str, ...]) -> None:
+    """The next batch of ``bc_rollouts`` (``bc_every`` env steps) into T as (window, action) pairs, counted in
+    ``bc_env_steps``."""
+    batch = next(teacher_rollouts)
+    trajectory_buffer.extend(bc_pairs(batch, pair_keys, windows_from_storage=True))
+    run.state.bc_env_steps += batch.numel()
+
+
+def bc_round(run: Run, cloner: BehaviourCloner,
+             trajectory_buffer: ReplayBuffer | WindowedTrajectoryBuffer) -> dict[str, float]:
+    """A BC round on T (Algorithm 2; T then emptied, or kept), counted in ``bc_rounds``; its losses as ``train/``
+    metrics."""
+    metrics = {f"train/{name}": value for name, value in cloner.train_on(trajectory_buffer).items()}
+    run.state.bc_rounds += 1
+    return metrics
 
 
 def bc_rollouts(x: Experiment):

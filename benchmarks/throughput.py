@@ -20,6 +20,9 @@ step, one policy call for all N; the same updates per env step, ``frames_per_bat
 the plain loops stay on one env, as they are written.
 
     .venv/bin/python benchmarks/throughput.py --env halfcheetah --random-steps 1000 --steps 3000 --reps 2 --num-envs 5
+
+``stage1_bf16`` is stage one with the transformer's BC forward under bfloat16 autocast (``stage1.bc_precision=bfloat16``),
+against the same plain loop.
 """
 from __future__ import annotations
 
@@ -43,7 +46,7 @@ def recipe(algo: str) -> list[str]:
 def references(algo: str) -> dict[str, str]:
     """Each variant of ``algo`` and the plain loop it is measured against (in the order they run)."""
     return {"plain": "plain", "plain_transformer": "plain_transformer", f"mlp_{algo}": "plain", "stage1": "plain",
-            "stage2": "plain_transformer"}
+            "stage1_bf16": "plain", "stage2": "plain_transformer"}
 
 
 #: The stage-two replay size of the recipe's variant and of its plain reference.
@@ -59,10 +62,11 @@ def recipe_variant(algo: str, env: str, random_steps: int, steps: int, out: Path
             f"env.num_envs={num_envs}"]
     if name.startswith("mlp_"):
         return [*base, "mode=accelerator_only", f"stage1.steps={steps}", "stage2.steps=0"], "accelerator_only"
-    if name == "stage1":  # T as large as the schedule allows (Table 1: 2000), so that BC rounds are timed
+    if name.startswith("stage1"):  # T as large as the schedule allows (Table 1: 2000), so that BC rounds are timed
         bc_every = min(2000, steps)
+        precision = ["stage1.bc_precision=bfloat16"] if name == "stage1_bf16" else []
         return [*base, f"stage1.steps={steps}", "stage2.steps=0", f"stage1.bc_every={bc_every}",
-                f"stage1.bc_batch_size={min(256, bc_every)}"], "stage1"
+                f"stage1.bc_batch_size={min(256, bc_every)}", *precision], "stage1"
     return [*base, "stage1.steps=0", f"stage2.steps={steps}", f"stage2.buffer_size={STAGE_TWO_BUFFER}"], "stage2"
 
 

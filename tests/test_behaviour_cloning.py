@@ -128,6 +128,37 @@ def test_an_ambiguous_teacher_names_its_out_keys_and_the_parameter():
     assert cloner.label(pairs(4))[keys.TARGET_ACTION].shape == (4, ACT)
 
 
+@pytest.mark.parametrize("student", ["deterministic", "stochastic-mse", "stochastic-likelihood"])
+def test_a_bfloat16_student_forward_gives_float32_losses_near_float32_and_learns(student):
+    # stage1.bc_precision=bfloat16: the transformer's forward under bfloat16 autocast, its outputs cast back to float32
+    # before the loss; weights, gradients and Adam state stay float32.
+    torch.manual_seed(0)
+    stochastic, likelihood = student.startswith("stochastic"), student.endswith("likelihood")
+    make = lambda: make_transformer_actor(OBS, SPEC, context_len=K, d_model=64, d_ff=128, dropout=0.0,  # noqa: E731
+                                          stochastic=stochastic)
+    full, half = make(), make()
+    half.load_state_dict(full.state_dict())
+    target = "executed" if not stochastic else "accelerator"
+    accelerator = make_mlp_actor(OBS, SPEC, hidden_sizes=(16,), stochastic=stochastic)
+    float32 = BehaviourCloner(full, accelerator, target=target, lr=1e-3, likelihood=likelihood)
+    bfloat16 = BehaviourCloner(half, accelerator, target=target, lr=1e-3, likelihood=likelihood,
+                               student_dtype=torch.bfloat16)
+    batch = float32.label(pairs())
+    loss32, loss16 = float32.loss(batch.clone())["loss_bc"], bfloat16.loss(batch.clone())["loss_bc"]
+    assert loss16.dtype == torch.float32
+    torch.testing.assert_close(loss16, loss32, rtol=0.05, atol=1e-3)
+    first = bfloat16.fit(batch.clone())["loss_bc"].item()
+    for _ in range(300):
+        last = bfloat16.fit(batch.clone())["loss_bc"].item()
+    assert all(p.dtype == torch.float32 for p in bfloat16.loss.actor_network_params.values(True, True))
+    assert last < (0.1 * first if not likelihood else first - 1.0), (first, last)
+
+
+def test_a_student_dtype_other_than_float32_or_bfloat16_is_refused():
+    with pytest.raises(ValueError, match="student_dtype must be one of"):
+        BehaviourCloningLoss(small_transformer(), student_dtype=torch.float16)
+
+
 def test_constructors_take_options_by_keyword_only():
     with pytest.raises(TypeError):
         BehaviourCloner(small_transformer(), teacher(), "executed")

@@ -29,10 +29,10 @@ def test_throughput_benchmark_runs_every_variant(tmp_path):
     stdout = run_script("benchmarks/throughput.py", "--env", "pendulum", "--random-steps", "100", "--steps", "100",
                         "--reps", "1", "--out", str(out))
     table = json.loads(out.read_text())["table"]
-    variants = ["plain", "plain_transformer", "mlp_td3", "stage1", "stage2"]
+    variants = ["plain", "plain_transformer", "mlp_td3", "stage1", "stage1_bf16", "stage2"]
     assert list(table) == variants
     assert all(row["steps_per_s_median"] > 0 and row["ratio_median"] > 0 for row in table.values())
-    assert [table[name]["reference"] for name in variants] == ["plain", "plain_transformer", "plain", "plain",
+    assert [table[name]["reference"] for name in variants] == ["plain", "plain_transformer", "plain", "plain", "plain",
                                                                "plain_transformer"]
     assert table["plain"]["ratio_median"] == table["plain_transformer"]["ratio_median"] == 1.0
     rows = [line.split() for line in stdout.splitlines() if line.split()[:1] and line.split()[0] in variants]
@@ -113,10 +113,10 @@ def test_sac_throughput_benchmark_runs_every_variant_against_the_plain_sac_loops
     stdout = run_script("benchmarks/throughput.py", "--algo", "sac", "--env", "pendulum", "--random-steps", "100",
                         "--steps", "60", "--reps", "1", "--out", str(out))
     report = json.loads(out.read_text())
-    variants = ["plain", "plain_transformer", "mlp_sac", "stage1", "stage2"]
+    variants = ["plain", "plain_transformer", "mlp_sac", "stage1", "stage1_bf16", "stage2"]
     assert report["algo"] == "sac" and list(report["table"]) == variants
     assert [report["table"][name]["reference"] for name in variants] == ["plain", "plain_transformer", "plain", "plain",
-                                                                         "plain_transformer"]
+                                                                         "plain", "plain_transformer"]
     rows = [line.split() for line in stdout.splitlines() if line.split()[:1] and line.split()[0] in variants]
     assert [row[0] for row in rows] == variants and all(float(row[1]) > 0 and float(row[2]) > 0 for row in rows)
 

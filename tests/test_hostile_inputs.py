@@ -40,6 +40,7 @@ TD3_BAD_INPUTS = [
     ("stage1.switch.rule=auto eval.every=0", r"switch.rule=auto decides at evaluations: set eval.every > 0"),
     ("stage1.switch.rule=sometimes", r"stage1.switch.rule='sometimes' is out of range: it must be one of \('fixed', 'auto'\)"),
     ("stage1.bc_data=replay", r"stage1.bc_data='replay' is out of range"),
+    ("stage1.bc_precision=float16", r"stage1.bc_precision='float16' is out of range: it must be one of \('float32', 'bfloat16'\)"),
     ("stage1.bc_final_rounds=2", r"stage1.bc_final_rounds=2 needs rollouts of its own after the accelerator's last step: set stage1.bc_data=dagger"),
     ("stage1.bc_data=dagger stage1.bc_final_rounds=-1", r"stage1.bc_final_rounds=-1 is out of range"),
     ("stage1.dagger_teacher_share=0.5", r"stage1.dagger_teacher_share=0.5 mixes the teacher into the transformer's own rollouts: set stage1.bc_data=dagger"),

@@ -323,7 +323,7 @@ def stage_one(x: Experiment) -> dict:
                              tau=cfg.algo.tau, epochs=s1.bc_epochs, state_noise=s1.state_noise,
                              likelihood=s1.bc_loss == "likelihood",
                              critic_value=frozen_first_critic(learner.loss) if s1.ascent_weight > 0 else None,
-                             ascent_weight=s1.ascent_weight)
+                             ascent_weight=s1.ascent_weight, student_dtype=getattr(torch, s1.bc_precision))
     switch = SwitchCriterion(**OmegaConf.to_container(s1.switch), random_return=run.state.random_return)
     teacher_sources = tuple(key for key in agents.accelerator.in_keys if key in RECURRENT_INPUTS) if agents.recurrent else ()
     # T is fed by the training steps (every worker's), or by separate rollouts in this process

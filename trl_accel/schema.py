@@ -155,6 +155,7 @@ class StageOneConfig:
     bc_lr: float = bounded(3e-4, low=0.0, low_open=True)
     state_noise: float = bounded(0.0, low=0.0)
     bc_loss: str = bounded("mse", choices=("mse", "likelihood"))
+    bc_precision: str = bounded("float32", choices=("float32", "bfloat16"))
     ascent_weight: float = bounded(0.0, low=0.0)
     switch: SwitchConfig = field(default_factory=SwitchConfig)
 

@@ -128,19 +128,20 @@ class BehaviourCloner:
     accelerator from the recurrent state stored with the pair), read from ``teacher_action_key``
     (``None``: see :func:`action_key_of`); ``target="executed"`` clones the stored executed action
     (``action``, the noisy one for training data), as Algorithm 1 stores it.
-    ``likelihood``, ``critic_value`` and ``ascent_weight`` go to :class:`BehaviourCloningLoss`.
+    ``likelihood``, ``critic_value``, ``ascent_weight`` and ``student_dtype`` (the transformer's forward in
+    bfloat16 under autocast, or float32) go to :class:`BehaviourCloningLoss`; the teacher's labels stay float32.
     """
 
     def __init__(self, transformer: TensorDictModule, accelerator: TensorDictModule, *, target: str = "accelerator",
                  lr: float = 3e-4, tau: float = 0.005, epochs: int = 1, state_noise: float = 0.0,
                  likelihood: bool = False, critic_value: CriticValue | None = None, ascent_weight: float = 0.0,
-                 teacher_action_key: NestedKey | None = None):
+                 teacher_action_key: NestedKey | None = None, student_dtype: torch.dtype = torch.float32):
         if target not in BC_TARGETS:
             raise ValueError(f"bc_target must be one of {BC_TARGETS}, got '{target}'.")
         if teacher_action_key is None and target == "accelerator":
             teacher_action_key = action_key_of(accelerator)
         self.loss = BehaviourCloningLoss(transformer, likelihood=likelihood, critic_value=critic_value,
-                                         ascent_weight=ascent_weight)
+                                         ascent_weight=ascent_weight, student_dtype=student_dtype)
         self.target_updater = ForeachSoftUpdate(self.loss, tau=tau)
         self.optimizer = make_adam(list(self.loss.actor_network_params.values(True, True)), lr)
         self.accelerator = accelerator

@@ -25,12 +25,8 @@ STUDENT_DTYPES = (torch.float32, torch.bfloat16)
 
 
 def to_float32(tensordict: TensorDictBase) -> TensorDictBase:
-    """``tensordict`` with its lower-precision floating entries (an autocast forward's outputs) cast to float32;
-    itself when it has none."""
-    if all(value.dtype != torch.bfloat16 and value.dtype != torch.float16
-           for value in tensordict.values(True, True)):
-        return tensordict
-    return tensordict.apply(lambda value: value.float() if value.dtype in (torch.bfloat16, torch.float16) else value)
+    """``tensordict`` with its bfloat16 entries (an autocast forward's outputs) cast to float32."""
+    return tensordict.apply(lambda value: value.float() if value.dtype == torch.bfloat16 else value)
 
 
 class BehaviourCloningLoss(LossModule):
@@ -93,7 +89,9 @@ class BehaviourCloningLoss(LossModule):
             if is_stochastic(self.actor_network):
                 with self._student_precision(target.device):
                     dist_params = self.actor_network.get_dist_params(student_in)
-                dist = self.actor_network.build_dist_from_params(to_float32(dist_params))
+                if self.student_dtype != torch.float32:
+                    dist_params = to_float32(dist_params)
+                dist = self.actor_network.build_dist_from_params(dist_params)
                 predicted = dist.deterministic_sample
                 if self.likelihood:
                     inside = target.clamp(dist.low + LIKELIHOOD_EPS, dist.high - LIKELIHOOD_EPS)

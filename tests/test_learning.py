@@ -38,17 +38,18 @@ def test_stage_one_learns_on_vectorised_env_copies(tmp_path):
 
 def test_lstm_accelerator_learns_and_teaches_the_transformer(tmp_path):
     # The recurrent path end to end: LSTM actor and critics (embedded observation, previous action and reward)
-    # on replayed sequences, the transformer cloning it. Pendulum-v1 (fully observed), 1000 random + 6000 steps.
-    # (On the velocity-masked Pendulum the recurrent accelerator needs more than a CI budget on 2 cores; see
-    # benchmarks/README.md.)
+    # on replayed sequences, the transformer cloning it. Pendulum-v1 (fully observed), 1000 random + 8000 steps.
+    # Measured with these settings (2 threads, benchmarks/README.md, "The CI learning tests' budgets"), seeds 0/1/2,
+    # gains over random at the switch: accelerator 924 / 1034 / 1049, transformer 461 / 1050 / 331. With 6000 steps
+    # (before) seed 0's accelerator gained 548-579, under the mark, on this machine.
     cfg = compose_config("experiment=quick", "env=pendulum", "accelerator=lstm", "accelerator.hidden_size=64",
                          "accelerator.hidden_sizes=[64,64]", "accelerator.seq_len=16", "accelerator.burn_in=4",
-                         "accelerator.batch_size=32", "eval.episodes=10", "stage1.steps=6000", "stage2.steps=0", "seed=0",
-                         "device=cpu", "quiet=true")
+                         "accelerator.batch_size=32", "eval.episodes=10", "stage1.steps=8000", "stage2.steps=0", "seed=0",
+                         "device=cpu", "quiet=true", "checkpoint.every=0", "logger.backend=none")
     summary = run_experiment(cfg, tmp_path)
     accelerator_gain, transformer_gain, random_return = gains_over_random(summary)
     assert accelerator_gain > 600, f"the LSTM accelerator did not learn: {summary['stage1']}, random {random_return:.0f}"
-    assert transformer_gain > 250, f"the transformer did not learn from it: {summary['stage1']}, random {random_return:.0f}"
+    assert transformer_gain > 200, f"the transformer did not learn from it: {summary['stage1']}, random {random_return:.0f}"
 
 
 def final_return(tmp_path, name: str, *overrides: str) -> tuple[float, float]:

@@ -365,3 +365,11 @@ def test_reevaluation_scores_a_baselines_final_policy(tmp_path):
     line = next(line for line in stdout.splitlines() if "return_mean=" in line).split()
     assert line[1] == "accelerator"
     assert abs(float(line[2].split("=")[1]) - summary["final_return"]) < 0.1
+
+
+def test_bc_step_benchmark_prints_a_line_per_repetition():
+    stdout = run_script("benchmarks/bc_step.py", "--d-model", "16", "--d-ff", "32", "--batch-size", "8", "--repeats", "3",
+                        "--warmup", "1", "--reps", "2", "--threads", "1")
+    rows = [line.split() for line in stdout.splitlines() if "library_ms=" in line]
+    assert len(rows) == 2 and all(row[0] == "threads=1" for row in rows)
+    assert all(float(field.split("=")[1]) > 0 for row in rows for field in row[1:])

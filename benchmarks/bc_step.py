@@ -17,8 +17,6 @@ The labels are given (the teacher's forward is not timed). One line per repetiti
 from __future__ import annotations
 
 import argparse
-import time
-from collections.abc import Callable
 
 import torch
 from tensordict import TensorDict
@@ -29,24 +27,12 @@ from trl_accel.modules.transformer import make_transformer_actor
 from trl_accel.stages.acceleration import BehaviourCloner
 from trl_accel.stages.actor_critic import make_adam
 
-
-def mean_ms(step: Callable[[], None], repeats: int, warmup: int) -> float:
-    """Mean wall time of ``repeats`` calls of ``step`` in ms, after ``warmup`` untimed calls."""
-    for _ in range(warmup):
-        step()
-    start = time.perf_counter()
-    for _ in range(repeats):
-        step()
-    return (time.perf_counter() - start) / repeats * 1e3
+from compile_transformer import add_transformer_sizes, timed  # this script's folder, where Python looks first
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--obs-dim", type=int, default=17)
-    parser.add_argument("--action-dim", type=int, default=6)
-    parser.add_argument("--context-len", type=int, default=3)
-    parser.add_argument("--d-model", type=int, default=256)
-    parser.add_argument("--d-ff", type=int, default=512)
+    add_transformer_sizes(parser)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=100, help="timed steps per repetition")
     parser.add_argument("--warmup", type=int, default=20)
@@ -94,8 +80,8 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch_size}, "
           f"K={args.context_len}, d_model {args.d_model}")
     for _ in range(args.reps):
-        plain = mean_ms(plain_step, args.repeats, args.warmup)
-        library = mean_ms(library_step, args.repeats, args.warmup)
+        _, plain = timed(plain_step, args.repeats, args.warmup)
+        _, library = timed(library_step, args.repeats, args.warmup)
         print(f"threads={torch.get_num_threads()} plain_ms={plain:.2f} library_ms={library:.2f} "
               f"ratio={plain / library:.2f}", flush=True)
 

@@ -50,13 +50,18 @@ def step_of(network: torch.nn.Module, batch: int, backward: bool, args: argparse
     return step
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_transformer_sizes(parser: argparse.ArgumentParser) -> None:
+    """The network's sizes as flags (``transformer=table1`` and HalfCheetah's by default); ``bc_step.py`` reads them too."""
     parser.add_argument("--obs-dim", type=int, default=17)
     parser.add_argument("--action-dim", type=int, default=6)
     parser.add_argument("--context-len", type=int, default=3)
     parser.add_argument("--d-model", type=int, default=256)
     parser.add_argument("--d-ff", type=int, default=512)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_transformer_sizes(parser)
     parser.add_argument("--repeats", type=int, default=200, help="timed calls per shape (batch-256 shapes: a quarter)")
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--threads", type=int, default=None)

@@ -94,6 +94,7 @@ def validate_config(cfg: DictConfig) -> DictConfig:
         except ValueError as err:
             raise ConfigError(str(err)) from err
     resolve_device(str(cfg.device))
+    _check_cudagraphs(cfg)
     _check_transformer(cfg.transformer)
     _check_accelerator(cfg)
     _check_buffers(cfg)
@@ -101,6 +102,20 @@ def validate_config(cfg: DictConfig) -> DictConfig:
     _check_logger(cfg.logger.backend)
     _check_collector(cfg)
     return cfg
+
+
+def _check_cudagraphs(cfg: DictConfig) -> None:
+    """``cudagraphs=true`` needs a CUDA device and batches of one shape (no recurrent accelerator)."""
+    if not cfg.cudagraphs:
+        return
+    device = resolve_device(str(cfg.device))
+    found = "device=auto found no CUDA device" if str(cfg.device) == "auto" else f"device={cfg.device}"
+    _require(device.type == "cuda", f"cudagraphs=true captures the updates as CUDA graphs and needs a CUDA device, "
+             f"but this run is on the CPU ({found}): set cudagraphs=false, or run on a CUDA machine.")
+    _require(cfg.accelerator.type not in RECURRENT,
+             f"cudagraphs=true with accelerator={cfg.accelerator.type}: the recurrent learner cuts its sequences at "
+             f"episode starts, into shapes that change from batch to batch, which a CUDA graph cannot replay: set "
+             f"cudagraphs=false.")
 
 
 def _check_algorithm(algo: DictConfig) -> None:

@@ -282,7 +282,7 @@ class Experiment:
         if actor is self.agents.accelerator and self.cfg.accelerator.lr is not None:
             settings["lr"] = self.cfg.accelerator.lr
         return make_learner(self.cfg.algo.name, actor, self.agents.critics, self.env.action_spec_unbatched.to(self.device),
-                            settings=settings, compile=self.cfg.compile)
+                            settings=settings, compile=self.cfg.compile, cudagraphs=self.cfg.cudagraphs)
 
     def settings(self) -> dict:
         return {key: value for key, value in OmegaConf.to_container(self.cfg.algo).items() if key != "name" and value is not None}

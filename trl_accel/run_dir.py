@@ -14,7 +14,7 @@ from trl_accel.config import ConfigError
 RUN_OUTPUTS = ("checkpoints/last.pt", "metrics", "summary.json", "curves.png")
 #: Keys that ``resume=`` may change: schedules and how the run is shown, never what is learned or how.
 RESUMABLE_KEYS = ("stage1.steps", "stage2.steps", "eval.every", "checkpoint.every", "quiet", "device", "compile",
-                  "collector.ray_address")
+                  "cudagraphs", "collector.ray_address")
 #: Keys that are about this invocation, not the run.
 INVOCATION_KEYS = ("resume", "overwrite")
 

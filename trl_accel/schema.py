@@ -215,6 +215,7 @@ class ExperimentConfig:
     seed: int = bounded(0, low=0)
     device: str = "auto"
     compile: bool = False
+    cudagraphs: bool = False
     resume: Optional[str] = None
     overwrite: bool = False
     quiet: bool = False

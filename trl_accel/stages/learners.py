@@ -46,13 +46,15 @@ def settings_of(algorithm: str, settings: Mapping[str, Any] | TD3Settings | SACS
 
 def make_learner(algorithm: str, actor: TensorDictModule, critics: list[TensorDictModule], action_spec: TensorSpec, *,
                  settings: Mapping[str, Any] | TD3Settings | SACSettings,
-                 compile: bool = False) -> TD3Learner | SACLearner:
+                 compile: bool = False, cudagraphs: bool = False) -> TD3Learner | SACLearner:
     """A :class:`TD3Learner` (``settings``: a :class:`TD3Settings` or the ``td3`` config section) or a
-    :class:`SACLearner` (a :class:`SACSettings` or the ``sac`` section)."""
+    :class:`SACLearner` (a :class:`SACSettings` or the ``sac`` section). ``compile``: ``torch.compile`` the loss
+    computations; ``cudagraphs``: capture each update's steps as CUDA graphs (CUDA only, fixed batch shapes)."""
     if algorithm not in ALGORITHMS:
         raise ValueError(f"algorithm must be one of {ALGORITHMS}, got '{algorithm}'.")
     learner = TD3Learner if algorithm == "td3" else SACLearner
-    return learner(actor, critics, action_spec, settings_of(algorithm, settings), compile=compile)
+    return learner(actor, critics, action_spec, settings_of(algorithm, settings), compile=compile,
+                   cudagraphs=cudagraphs)
 
 
 def make_collection_policy(algorithm: str, actor: TensorDictModule, action_spec: TensorSpec,

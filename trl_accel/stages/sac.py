@@ -4,13 +4,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from tensordict import TensorDictBase
+from tensordict import TensorDict, TensorDictBase
 from tensordict.nn import TensorDictModule
 from torchrl.data import TensorSpec
 
 from trl_accel.objectives.sequences import SequenceSACLoss, make_actor_critic_loss
 from trl_accel.objectives.stacked_critics import StackedCriticsSACLoss
 from trl_accel.stages.actor_critic import (
+    graphed,
+    load_optimizer_state,
+    make_adam,
     needs_loop_over_critics,
     prepare_actor_critic,
     weighted_chunks,
@@ -72,20 +75,34 @@ class SACLearner:
     """
 
     def __init__(self, actor: TensorDictModule, critics: list[TensorDictModule], action_spec: TensorSpec,
-                 settings: SACSettings, *, compile: bool = False):
+                 settings: SACSettings, *, compile: bool = False, cudagraphs: bool = False):
         self.settings = settings
         sequences = needs_loop_over_critics(critics)
         self.loss = make_actor_critic_loss(
             SequenceSACLoss if sequences else StackedCriticsSACLoss, actor, critics, loss_function="l2", action_spec=action_spec,
             alpha_init=settings.alpha_init, target_entropy=settings.target_entropy, deactivate_vmap=sequences)
         self.target_updater, self.critic_optimizer, self.actor_optimizer = prepare_actor_critic(
-            self.loss, settings.gamma, settings.tau, settings.lr)
-        self.alpha_optimizer = torch.optim.Adam([self.loss.log_alpha], lr=settings.alpha_lr)
+            self.loss, settings.gamma, settings.tau, settings.lr, capturable=cudagraphs)
+        self.alpha_optimizer = self._alpha_optimizer(settings.alpha_lr, capturable=cudagraphs)
         self.num_updates = 0
         self._loss = torch.compile(self.loss) if compile else self.loss
+        self._step = graphed(self._step_all, cudagraphs)
+
+    def _alpha_optimizer(self, lr: float, *, capturable: bool) -> torch.optim.Adam:
+        """Adam over ``log_alpha``: PyTorch's default kernel as before, or a capturable one for CUDA graphs."""
+        if capturable and self.loss.log_alpha.device.type == "cuda":
+            return make_adam([self.loss.log_alpha], lr, capturable=True)
+        return torch.optim.Adam([self.loss.log_alpha], lr=lr)
 
     def update(self, batch: TensorDictBase) -> dict[str, torch.Tensor]:
         """One SAC step on ``batch``; returns detached ``loss_qvalue``, ``loss_actor``, ``loss_alpha``, ``alpha``."""
+        out = dict(self._step(batch).items())
+        self.num_updates += 1
+        return out
+
+    def _step_all(self, batch: TensorDictBase) -> TensorDictBase:
+        """The critics', actor's and temperature's gradient steps on ``batch`` and the targets' soft update; the
+        detached losses and ``alpha``."""
         for optimizer in (self.critic_optimizer, self.actor_optimizer, self.alpha_optimizer):
             optimizer.zero_grad(set_to_none=True)
         out: dict[str, torch.Tensor] = {}
@@ -100,8 +117,7 @@ class SACLearner:
         for optimizer in (self.critic_optimizer, self.actor_optimizer, self.alpha_optimizer):
             optimizer.step()
         self.target_updater.step()
-        self.num_updates += 1
-        return out
+        return TensorDict(out)
 
     def state_dict(self) -> dict:
         return {"loss": self.loss.state_dict(), "critic_optimizer": self.critic_optimizer.state_dict(),
@@ -111,5 +127,5 @@ class SACLearner:
     def load_state_dict(self, state: dict) -> None:
         self.loss.load_state_dict(state["loss"])
         for name in ("critic_optimizer", "actor_optimizer", "alpha_optimizer"):
-            getattr(self, name).load_state_dict(state[name])
+            load_optimizer_state(getattr(self, name), state[name])
         self.num_updates = state["num_updates"]

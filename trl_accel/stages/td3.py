@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from tensordict import TensorDictBase
+from tensordict import TensorDict, TensorDictBase
 from tensordict.nn import TensorDictModule, TensorDictSequential
 from torchrl.data import TensorSpec
 from torchrl.envs import ExplorationType
@@ -16,6 +16,8 @@ from trl_accel.objectives.sequences import (
     make_actor_critic_loss,
 )
 from trl_accel.stages.actor_critic import (
+    graphed,
+    load_optimizer_state,
     needs_loop_over_critics,
     prepare_actor_critic,
     weighted_chunks,
@@ -76,7 +78,10 @@ class TD3Learner:
     for recurrent learners a ``[B, T]`` batch of sequences with ``loss_mask``):
     one critic step each call; every ``policy_delay``-th call, one actor step and a soft update of
     all targets (actor and both critics). ``compile=True`` wraps the two loss computations in
-    ``torch.compile``.
+    ``torch.compile``; ``cudagraphs=True`` captures the critic step and the actor step (loss, backward, optimiser
+    step, and the actor step's target update) as two CUDA graphs (:func:`~trl_accel.stages.actor_critic.graphed`,
+    capturable Adam), replayed on every update after a few eager ones: every batch must then have the first one's
+    shapes (no recurrent learners, one chunk per update). Without CUDA the steps run eagerly.
 
     What TorchRL's ``TD3Loss`` computes, with actor μ_φ, critics Q_θ1 and Q_θ2, their targets
     μ_φ', Q_θ1', Q_θ2', a batch of transitions (s, a, r, s') and the settings γ = ``gamma``,
@@ -108,7 +113,7 @@ class TD3Learner:
     """
 
     def __init__(self, actor: TensorDictModule, critics: list[TensorDictModule], action_spec: TensorSpec,
-                 settings: TD3Settings, *, compile: bool = False):
+                 settings: TD3Settings, *, compile: bool = False, cudagraphs: bool = False):
         self.settings = settings
         sequences = needs_loop_over_critics(critics)
         self.loss = make_actor_critic_loss(SequenceTD3Loss if sequences else FirstCriticTD3Loss, actor, critics,
@@ -118,25 +123,35 @@ class TD3Learner:
         # under which the transformer's dropout acts (TD3's actors are deterministic either way).
         self.loss.deterministic_sampling_mode = ExplorationType.RANDOM
         self.target_updater, self.critic_optimizer, self.actor_optimizer = prepare_actor_critic(
-            self.loss, settings.gamma, settings.tau, settings.lr)
+            self.loss, settings.gamma, settings.tau, settings.lr, capturable=cudagraphs)
         self.num_updates = 0
         self._value_loss = torch.compile(self.loss.value_loss) if compile else self.loss.value_loss
         self._actor_loss = torch.compile(self.loss.actor_loss) if compile else self.loss.actor_loss
+        self._critic_step = graphed(self._step_critics, cudagraphs)
+        self._actor_step = graphed(self._step_actor, cudagraphs)
 
     def update(self, batch: TensorDictBase) -> dict[str, float | torch.Tensor]:
         """One TD3 step on ``batch``; returns detached losses (``loss_qvalue``, and ``loss_actor`` on actor steps)."""
-        parts = weighted_chunks(batch, self.settings.update_chunks)
-        self.critic_optimizer.zero_grad(set_to_none=True)
-        loss_qvalue = self._accumulate(self._value_loss, parts)
-        self.critic_optimizer.step()
+        out = dict(self._critic_step(batch).items())
         self.num_updates += 1
-        out = {"loss_qvalue": loss_qvalue}
         if self.num_updates % self.settings.policy_delay == 0:
-            self.actor_optimizer.zero_grad(set_to_none=True)
-            out["loss_actor"] = self._accumulate(self._actor_loss, parts)
-            self.actor_optimizer.step()
-            self.target_updater.step()
+            out.update(self._actor_step(batch).items())
         return out
+
+    def _step_critics(self, batch: TensorDictBase) -> TensorDictBase:
+        """The critics' gradient step on ``batch``: ``{loss_qvalue}``, detached."""
+        self.critic_optimizer.zero_grad(set_to_none=True)
+        loss_qvalue = self._accumulate(self._value_loss, weighted_chunks(batch, self.settings.update_chunks))
+        self.critic_optimizer.step()
+        return TensorDict(loss_qvalue=loss_qvalue)
+
+    def _step_actor(self, batch: TensorDictBase) -> TensorDictBase:
+        """The actor's gradient step on ``batch``, then the soft update of every target: ``{loss_actor}``, detached."""
+        self.actor_optimizer.zero_grad(set_to_none=True)
+        loss_actor = self._accumulate(self._actor_loss, weighted_chunks(batch, self.settings.update_chunks))
+        self.actor_optimizer.step()
+        self.target_updater.step()
+        return TensorDict(loss_actor=loss_actor)
 
     @staticmethod
     def _accumulate(loss_of, parts: list[tuple[TensorDictBase, float]]) -> torch.Tensor:
@@ -158,6 +173,6 @@ class TD3Learner:
 
     def load_state_dict(self, state: dict) -> None:
         self.loss.load_state_dict(state["loss"])
-        self.critic_optimizer.load_state_dict(state["critic_optimizer"])
-        self.actor_optimizer.load_state_dict(state["actor_optimizer"])
+        load_optimizer_state(self.critic_optimizer, state["critic_optimizer"])
+        load_optimizer_state(self.actor_optimizer, state["actor_optimizer"])
         self.num_updates = state["num_updates"]

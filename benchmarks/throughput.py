@@ -23,6 +23,11 @@ the plain loops stay on one env, as they are written.
 
 ``stage1_bf16`` is stage one with the transformer's BC forward under bfloat16 autocast (``stage1.bc_precision=bfloat16``),
 against the same plain loop.
+
+``--device cuda`` runs every variant and plain loop on the GPU; recipe overrides after ``--`` go to the recipe's
+variants only, so that the CUDA graphs and ``torch.compile`` are measured against the same plain loops:
+
+    .venv/bin/python benchmarks/throughput.py --device cuda --variants mlp_td3 stage2 -- cudagraphs=true
 """
 from __future__ import annotations
 
@@ -51,23 +56,24 @@ def references(algo: str) -> dict[str, str]:
 
 #: The stage-two replay size of the recipe's variant and of its plain reference.
 STAGE_TWO_BUFFER = 20_000
-COMMON = ["device=cpu", "quiet=true", "eval.every=0", "eval.episodes=1", "checkpoint.every=0", "logger.backend=none"]
+COMMON = ["quiet=true", "eval.every=0", "eval.episodes=1", "checkpoint.every=0", "logger.backend=none"]
 
 
 def recipe_variant(algo: str, env: str, random_steps: int, steps: int, out: Path, name: str,
-                   num_envs: int = 1) -> tuple[list[str], str]:
-    """The recipe's command for one variant (on ``num_envs`` vectorised env copies) and the stage whose throughput
-    it measures."""
-    base = [*recipe(algo), f"env={env}", *COMMON, f"stage1.random_steps={random_steps}", f"hydra.run.dir={out / name}",
-            f"env.num_envs={num_envs}"]
+                   num_envs: int = 1, device: str = "cpu", overrides: tuple[str, ...] = ()) -> tuple[list[str], str]:
+    """The recipe's command for one variant (on ``num_envs`` vectorised env copies, on ``device``, with the extra
+    recipe ``overrides``) and the stage whose throughput it measures."""
+    base = [*recipe(algo), f"env={env}", f"device={device}", *COMMON, f"stage1.random_steps={random_steps}",
+            f"hydra.run.dir={out / name}", f"env.num_envs={num_envs}"]
     if name.startswith("mlp_"):
-        return [*base, "mode=accelerator_only", f"stage1.steps={steps}", "stage2.steps=0"], "accelerator_only"
+        return [*base, "mode=accelerator_only", f"stage1.steps={steps}", "stage2.steps=0", *overrides], "accelerator_only"
     if name.startswith("stage1"):  # T as large as the schedule allows (Table 1: 2000), so that BC rounds are timed
         bc_every = min(2000, steps)
         precision = ["stage1.bc_precision=bfloat16"] if name == "stage1_bf16" else []
         return [*base, f"stage1.steps={steps}", "stage2.steps=0", f"stage1.bc_every={bc_every}",
-                f"stage1.bc_batch_size={min(256, bc_every)}", *precision], "stage1"
-    return [*base, "stage1.steps=0", f"stage2.steps={steps}", f"stage2.buffer_size={STAGE_TWO_BUFFER}"], "stage2"
+                f"stage1.bc_batch_size={min(256, bc_every)}", *precision, *overrides], "stage1"
+    return [*base, "stage1.steps=0", f"stage2.steps={steps}", f"stage2.buffer_size={STAGE_TWO_BUFFER}",
+            *overrides], "stage2"
 
 
 def plain_command(name: str, args: argparse.Namespace, result: Path) -> list[str]:
@@ -79,7 +85,7 @@ def plain_command(name: str, args: argparse.Namespace, result: Path) -> list[str
         extra += ["--actor", "transformer" if name == "plain_transformer" else "mlp"]
     else:
         script = "plain_td3.py" if name == "plain" else "plain_transformer_td3.py"
-    return [sys.executable, str(ROOT / "benchmarks" / script), "--env", args.gym_id, "--device", "cpu",
+    return [sys.executable, str(ROOT / "benchmarks" / script), "--env", args.gym_id, "--device", args.device,
             "--total-steps", str(args.random_steps + args.steps), "--learning-starts", str(args.random_steps),
             "--eval-episodes", "0", *extra, "--out", str(result)]
 
@@ -91,8 +97,12 @@ def run_variant(name: str, args: argparse.Namespace, out: Path) -> dict:
         subprocess.run(plain_command(name, args, result), check=True, capture_output=True, text=True)
         report = json.loads(result.read_text())
         return {"steps_per_s": report["learning_steps_per_s"], "peak_rss_mib": report["peak_rss_mib"]}
-    command, stage = recipe_variant(args.algo, args.env, args.random_steps, args.steps, out, name, args.num_envs)
-    subprocess.run(command, check=True, capture_output=True, text=True)
+    command, stage = recipe_variant(args.algo, args.env, args.random_steps, args.steps, out, name, args.num_envs,
+                                    args.device, tuple(args.overrides))
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        last_line = (done.stderr.strip().splitlines() or [""])[-1]
+        raise SystemExit(f"{name} failed (exit status {done.returncode}): {last_line}")
     summary = json.loads((out / name / "summary.json").read_text())
     return {"steps_per_s": summary["learning_steps_per_s"][stage], "peak_rss_mib": summary["peak_rss_mib"]}
 
@@ -112,8 +122,9 @@ def summarise(runs: dict[str, list[dict]], algo: str = "td3") -> dict[str, dict]
 def print_table(table: dict[str, dict], args: argparse.Namespace) -> None:
     """One row per variant, ``<variant> <steps/s> <ratio>``, then the ratio's spread, its reference and peak RSS."""
     copies = f", the recipe on {args.num_envs} vectorised env copies" if args.num_envs > 1 else ""
-    print(f"\n{args.algo.upper()}, {args.gym_id}{copies}, {args.steps} learning steps after {args.random_steps} random, "
-          f"{args.reps} reps (CPU); ratio = steps/s / its plain reference's, rep by rep, median")
+    extra = f", the recipe with {' '.join(args.overrides)}" if args.overrides else ""
+    print(f"\n{args.algo.upper()}, {args.gym_id}{copies}{extra}, {args.steps} learning steps after {args.random_steps} "
+          f"random, {args.reps} reps ({args.device.upper()}); ratio = steps/s / its plain reference's, rep by rep, median")
     for name, row in table.items():
         print(f"{name} {row['steps_per_s_median']:.1f} {row['ratio_median']:.2f}   "
               f"(min-max {row['ratio_min']:.2f}-{row['ratio_max']:.2f}, x {row['reference']}, "
@@ -131,8 +142,10 @@ def main() -> None:
                         help="what to run (each one's plain reference is added); default: all of --algo's")
     parser.add_argument("--num-envs", type=int, default=1,
                         help="env copies the recipe's variants step together (env.num_envs); the plain loops use one")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where every variant runs")
     parser.add_argument("--out", type=Path, default=None,
                         help="the results' JSON (default: benchmarks/results/throughput[_sac].json)")
+    parser.add_argument("overrides", nargs="*", help="recipe overrides for the recipe's variants (after --)")
     args = parser.parse_args()
     if args.num_envs < 1 or 50 % args.num_envs:
         parser.error(f"--num-envs must divide the recipe's frames_per_batch (50), got {args.num_envs}")
@@ -159,7 +172,8 @@ def main() -> None:
     print_table(table, args)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"algo": args.algo, "env": args.gym_id, "random_steps": args.random_steps, "steps": args.steps,
-                                    "num_envs": args.num_envs, "reps": args.reps, "table": table, "runs": runs}, indent=2))
+                                    "num_envs": args.num_envs, "device": args.device, "overrides": args.overrides,
+                                    "reps": args.reps, "table": table, "runs": runs}, indent=2))
     print(f"written to {args.out}")
 
 

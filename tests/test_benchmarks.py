@@ -69,6 +69,23 @@ def test_throughput_benchmark_runs_the_recipe_on_vectorised_copies(tmp_path):
     assert "on 5 vectorised env copies" in stdout
 
 
+def test_throughput_benchmark_passes_recipe_overrides_to_the_recipes_variants(tmp_path):
+    out = tmp_path / "throughput.json"
+    stdout = run_script("benchmarks/throughput.py", "--env", "pendulum", "--random-steps", "100", "--steps", "100",
+                        "--reps", "1", "--variants", "mlp_td3", "--out", str(out), "--", "algo.batch_size=32")
+    written = json.loads(out.read_text())
+    assert written["overrides"] == ["algo.batch_size=32"] and written["device"] == "cpu"
+    assert written["table"]["mlp_td3"]["steps_per_s_median"] > 0
+    assert "the recipe with algo.batch_size=32" in stdout
+    if not torch.cuda.is_available():  # an override the recipe refuses stops the benchmark with the recipe's line
+        refused = subprocess.run([sys.executable, "benchmarks/throughput.py", "--env", "pendulum", "--random-steps",
+                                  "100", "--steps", "100", "--reps", "1", "--variants", "mlp_td3", "--out",
+                                  str(tmp_path / "refused.json"), "--", "cudagraphs=true"],
+                                 cwd=ROOT, capture_output=True, text=True, timeout=600, env=ENV)
+        assert refused.returncode == 1
+        assert "mlp_td3 failed (exit status 2): error: cudagraphs=true captures the updates" in refused.stderr
+
+
 def test_recurrent_throughput_benchmark_prints_a_row_per_variant(tmp_path):
     out = tmp_path / "recurrent_throughput.json"
     stdout = run_script("benchmarks/recurrent_throughput.py", "--cells", "gru", "--random-steps", "100", "--steps", "50",

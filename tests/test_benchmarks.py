@@ -86,6 +86,15 @@ def test_throughput_benchmark_passes_recipe_overrides_to_the_recipes_variants(tm
         assert "mlp_td3 failed (exit status 2): error: cudagraphs=true captures the updates" in refused.stderr
 
 
+def test_env_step_benchmark_prints_a_line_per_layer():
+    stdout = run_script("benchmarks/env_step.py", "--env", "pendulum", "--steps", "40", "--warmup", "5", "--reps", "1",
+                        "--threads", "1")
+    layers = ["gym", "torchrl_env", "torchrl_env_cpu", "double_to_float", "recipe_env", "plain_policy",
+              "recipe_policy", "recipe_collector"]
+    rows = [line.split() for line in stdout.splitlines() if line.split()[:1] and line.split()[0] in layers]
+    assert [row[0] for row in rows] == layers and all(float(row[1]) > 0 for row in rows)
+
+
 def test_recurrent_throughput_benchmark_prints_a_row_per_variant(tmp_path):
     out = tmp_path / "recurrent_throughput.json"
     stdout = run_script("benchmarks/recurrent_throughput.py", "--cells", "gru", "--random-steps", "100", "--steps", "50",

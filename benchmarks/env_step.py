@@ -1,7 +1,7 @@
 """Where a collection step's time goes on one env: the recipe's env and policy, layer by layer, beside the plain
 loop's gymnasium step and policy call.
 
-Times, in one process, milliseconds per env step (mean over ``--steps`` steps after a warm-up, the same constant
+Times, in one process, milliseconds per env step (mean over ``--steps`` steps after a first call and a warm-up, the same constant
 action, episodes reset as they end), one line per layer and repetition, ``<layer> <ms>``:
 
 * ``gym``: the gymnasium env's ``step`` and ``torch.as_tensor`` of the observation (what ``plain_td3.py`` pays);
@@ -20,7 +20,6 @@ action, episodes reset as they end), one line per layer and repetition, ``<layer
 from __future__ import annotations
 
 import argparse
-import time
 from collections.abc import Callable
 
 import gymnasium as gym
@@ -30,17 +29,8 @@ from torchrl.envs import Compose, DoubleToFloat, GymEnv, TransformedEnv
 from trl_accel.envs import KNOWN_ENVS
 from trl_accel.envs.make import make_env
 
-from profile_stage_two import StageTwo, recipe_config  # this script's folder, where Python looks first
-
-
-def per_step(work: Callable[[], object], steps: int, warmup: int) -> float:
-    """Milliseconds per call of ``work`` (the mean of ``steps`` calls after ``warmup``)."""
-    for _ in range(warmup):
-        work()
-    started = time.perf_counter()
-    for _ in range(steps):
-        work()
-    return 1000 * (time.perf_counter() - started) / steps
+from compile_transformer import timed  # this script's folder, where Python looks first
+from profile_stage_two import StageTwo, recipe_config
 
 
 def gym_stepper(gym_id: str) -> Callable[[], object]:
@@ -106,8 +96,8 @@ def main() -> None:
     }
     for rep in range(args.reps):
         for name, work in layers.items():
-            print(f"{name} {per_step(work, args.steps, args.warmup):.4f}", flush=True)
-        batch_ms = per_step(lambda: next(batches), max(1, args.steps // frames), max(1, args.warmup // frames))
+            print(f"{name} {timed(work, args.steps, args.warmup)[1]:.4f}", flush=True)
+        _, batch_ms = timed(lambda: next(batches), max(1, args.steps // frames), max(1, args.warmup // frames))
         print(f"recipe_collector {batch_ms / frames:.4f}", flush=True)
         if rep + 1 < args.reps:
             print(flush=True)

@@ -93,8 +93,7 @@ def validate_config(cfg: DictConfig) -> DictConfig:
             check_pomdp(cfg.env.name, cfg.env.pomdp)
         except ValueError as err:
             raise ConfigError(str(err)) from err
-    resolve_device(str(cfg.device))
-    _check_cudagraphs(cfg)
+    _check_cudagraphs(cfg, resolve_device(str(cfg.device)))
     _check_transformer(cfg.transformer)
     _check_accelerator(cfg)
     _check_buffers(cfg)
@@ -104,11 +103,11 @@ def validate_config(cfg: DictConfig) -> DictConfig:
     return cfg
 
 
-def _check_cudagraphs(cfg: DictConfig) -> None:
-    """``cudagraphs=true`` needs a CUDA device and batches of one shape (no recurrent accelerator)."""
+def _check_cudagraphs(cfg: DictConfig, device: torch.device) -> None:
+    """``cudagraphs=true`` needs a CUDA ``device`` (the run's, resolved) and batches of one shape (no recurrent
+    accelerator)."""
     if not cfg.cudagraphs:
         return
-    device = resolve_device(str(cfg.device))
     found = "device=auto found no CUDA device" if str(cfg.device) == "auto" else f"device={cfg.device}"
     _require(device.type == "cuda", f"cudagraphs=true captures the updates as CUDA graphs and needs a CUDA device, "
              f"but this run is on the CPU ({found}): set cudagraphs=false, or run on a CUDA machine.")

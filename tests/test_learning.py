@@ -53,7 +53,8 @@ def test_lstm_accelerator_learns_and_teaches_the_transformer(tmp_path):
 
 
 def final_return(tmp_path, name: str, *overrides: str) -> tuple[float, float]:
-    """(final return, random return) of a from-scratch accelerator on the quick schedule (1000 random + 7000 steps)."""
+    """(final return, random return) of a from-scratch accelerator on the quick schedule (1000 random + 7000 steps;
+    9000 on `pendulum_pomdp`, experiment_task/quick_pendulum_pomdp.yaml)."""
     cfg = compose_config("experiment=quick", "mode=accelerator_only", "stage2.steps=0", "eval.episodes=10",
                          "eval.every=0", "checkpoint.every=0", "logger.backend=none", "device=cpu", "quiet=true",
                          "seed=0", *overrides)
@@ -63,23 +64,22 @@ def final_return(tmp_path, name: str, *overrides: str) -> tuple[float, float]:
 
 def test_recurrent_accelerator_learns_the_velocity_masked_pendulum_and_teaches_the_transformer(tmp_path):
     # Memory, end to end: on Pendulum-v1 with the angular velocity masked (a memoryless policy cannot settle the
-    # pendulum) the README's quick command (LSTM TD3 accelerator with the task's defaults: accelerator.lr=1e-3, the
-    # transformer cloning it on its own rollouts; 1000 random + 7000 steps) learns, the transformer follows it at the
-    # switch, and an MLP on the masked observations does not learn. Measured (benchmarks/README.md, "POMDP Pendulum"),
-    # seeds 0, 1, 2: the accelerator's gain over random 1.02, 1.13, 0.67 of what an MLP with the velocity in view
-    # gains with the same budget; the masked MLP's -0.16, -0.14, 0.01 of the full-view MLP's. The transformer's share
-    # of its accelerator's gain, with the labels cached per round (one thread, 20 evaluation episodes), seeds 0-3:
-    # 0.97, 0.02, 0.93, 0.92 - seed 1's last round undoes it. With the task's 3 final BC rounds after the
-    # accelerator's last step (stage1.bc_final_rounds), on 100 fresh episodes: 0.91, 0.98, 0.83, 0.98 (seed 0 0.69 on
-    # the switch's own 20 episodes). The accelerator's mark leaves room under the weakest seed.
+    # pendulum) the README's quick command (LSTM TD3 accelerator with the task's quick schedule: 1000 random + 9000
+    # steps in sequences of 32 x 64, accelerator.lr=1e-3, the transformer cloning it on its own rollouts) learns, the
+    # transformer follows it at the switch, and an MLP on the masked observations does not learn; both MLPs get the
+    # same 9000 steps. Measured (benchmarks/README.md, "The quick schedule on pendulum_pomdp"): seed 0, this test's
+    # runs on 2 threads alone: the accelerator's gain 0.99 of the full-view MLP's, the transformer's 0.82 of the
+    # accelerator's, the masked MLP's -0.27. Seeds 1 and 2 (one thread, 20 evaluation episodes): 1.09 / 0.90 / -0.18
+    # and 1.19 / 0.98 / 0.07. The transformer's gain swings between BC rounds (seed 0: -423, -418, -1099 at 8k-10k,
+    # -360 after the final rounds), so its mark keeps 0.12 of room under seed 0's 0.82, not the 0.07 of 0.75.
     cfg = compose_config("experiment=quick", "env=pendulum_pomdp", "accelerator=lstm", "stage2.steps=0", "device=cpu",
                          "quiet=true", "seed=0", "checkpoint.every=0", "logger.backend=none")
     summary = run_experiment(cfg, tmp_path / "accelerated")
     accelerator_gain, transformer_gain, random_return = gains_over_random(summary)
-    full_view, full_random = final_return(tmp_path, "mlp_full_view", "env=pendulum")
-    masked_mlp, masked_random = final_return(tmp_path, "mlp_masked", "env=pendulum_pomdp", "accelerator.lr=3e-4")
+    full_view, full_random = final_return(tmp_path, "mlp_full_view", "env=pendulum", "stage1.steps=9000")  # the same budget
+    masked_mlp, masked_random = final_return(tmp_path, "mlp_masked", "env=pendulum_pomdp", "accelerator.lr=3e-4")  # 9000 too
     full_view_gain, masked_mlp_gain = full_view - full_random, masked_mlp - masked_random
-    assert accelerator_gain >= 0.5 * full_view_gain, (
+    assert accelerator_gain >= 0.7 * full_view_gain, (
         f"the LSTM accelerator did not learn the masked task: gain {accelerator_gain:.0f} against {full_view_gain:.0f} "
         f"with the velocity in view; {summary['stage1']}, random {random_return:.0f}")
     assert transformer_gain >= 0.7 * accelerator_gain, f"the transformer lags its accelerator: {summary['stage1']}"

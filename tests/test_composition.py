@@ -16,16 +16,17 @@ def test_quick_preset_runs_on_any_env_group():
     assert cfg.env.name == "Hopper-v5" and cfg.stage1.steps == 7000 and cfg.stage1.random_steps == 1000
 
 
-def test_quick_preset_takes_the_masked_pendulums_own_schedule_in_both_recipes():
-    # experiment_task/quick_pendulum_pomdp.yaml: loaded by the name ${experiment}_${env}, after both groups.
-    for recipe in ("td3_accelerate", "sac_accelerate"):
-        cfg = compose_config("experiment=quick", "env=pendulum_pomdp", "accelerator=gru", recipe=recipe)
-        assert (cfg.stage1.steps, cfg.accelerator.seq_len, cfg.accelerator.batch_size) == (9000, 32, 64)
+def test_quick_preset_takes_the_masked_pendulums_own_schedule_with_td3():
+    # experiment_task/quick_pendulum_pomdp_td3.yaml: loaded by the name ${experiment}_${env}_${algo}, after the groups.
+    cfg = compose_config("experiment=quick", "env=pendulum_pomdp", "accelerator=gru")
+    assert (cfg.stage1.steps, cfg.accelerator.seq_len, cfg.accelerator.batch_size) == (9000, 32, 64)
+    sac = compose_config("experiment=quick", "env=pendulum_pomdp", "accelerator=gru", recipe="sac_accelerate")
+    assert (sac.stage1.steps, sac.accelerator.seq_len, sac.accelerator.batch_size) == (7000, 64, 32)
     overridden = compose_config("experiment=quick", "env=pendulum_pomdp", "accelerator=lstm", "stage1.steps=5000",
                                 "accelerator.seq_len=16")
     assert (overridden.stage1.steps, overridden.accelerator.seq_len) == (5000, 16)
-    other_preset = compose_config("env=pendulum_pomdp", "accelerator=lstm")
-    assert (other_preset.accelerator.seq_len, other_preset.accelerator.batch_size) == (64, 32)
+    without_preset = compose_config("env=pendulum_pomdp", "accelerator=lstm")
+    assert (without_preset.accelerator.seq_len, without_preset.accelerator.batch_size) == (64, 32)
 
 
 def test_paper_preset_keeps_table_one():

@@ -54,7 +54,7 @@ def test_lstm_accelerator_learns_and_teaches_the_transformer(tmp_path):
 
 def final_return(tmp_path, name: str, *overrides: str) -> tuple[float, float]:
     """(final return, random return) of a from-scratch accelerator on the quick schedule (1000 random + 7000 steps;
-    9000 on `pendulum_pomdp`, experiment_task/quick_pendulum_pomdp.yaml)."""
+    9000 on `pendulum_pomdp` with TD3, experiment_task/quick_pendulum_pomdp_td3.yaml)."""
     cfg = compose_config("experiment=quick", "mode=accelerator_only", "stage2.steps=0", "eval.episodes=10",
                          "eval.every=0", "checkpoint.every=0", "logger.backend=none", "device=cpu", "quiet=true",
                          "seed=0", *overrides)

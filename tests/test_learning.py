@@ -76,8 +76,10 @@ def test_recurrent_accelerator_learns_the_velocity_masked_pendulum_and_teaches_t
                          "quiet=true", "seed=0", "checkpoint.every=0", "logger.backend=none")
     summary = run_experiment(cfg, tmp_path / "accelerated")
     accelerator_gain, transformer_gain, random_return = gains_over_random(summary)
-    full_view, full_random = final_return(tmp_path, "mlp_full_view", "env=pendulum", "stage1.steps=9000")  # the same budget
-    masked_mlp, masked_random = final_return(tmp_path, "mlp_masked", "env=pendulum_pomdp", "accelerator.lr=3e-4")  # 9000 too
+    same_budget = f"stage1.steps={cfg.stage1.steps}"  # the task's quick schedule: 9000
+    full_view, full_random = final_return(tmp_path, "mlp_full_view", "env=pendulum", same_budget)
+    masked_mlp, masked_random = final_return(tmp_path, "mlp_masked", "env=pendulum_pomdp", "accelerator.lr=3e-4",
+                                             same_budget)
     full_view_gain, masked_mlp_gain = full_view - full_random, masked_mlp - masked_random
     assert accelerator_gain >= 0.7 * full_view_gain, (
         f"the LSTM accelerator did not learn the masked task: gain {accelerator_gain:.0f} against {full_view_gain:.0f} "
